@@ -1,0 +1,83 @@
+"""gradsight: see why a neural network made a decision.
+
+>>> import gradsight as gs
+>>> exp = gs.explain(model, x, method="gradcam")      # PyTorch or Keras model
+>>> exp.save("out/", images)                          # overlays as PNG
+
+Importing gradsight imports neither torch nor tensorflow; a backend loads when a
+model of its kind arrives.
+"""
+
+from __future__ import annotations
+
+import importlib
+from typing import Any
+
+from .api import (
+    backward_rule,
+    deconvnet,
+    explain,
+    gradcam,
+    guided_backprop,
+    guided_gradcam,
+    saliency,
+    smoothgrad,
+)
+from .errors import (
+    GradsightError,
+    GradsightWarning,
+    InputError,
+    LayerNotCalledError,
+    LayerNotFoundError,
+    ModelError,
+    NotDifferentiableError,
+    RuleNotAppliedError,
+    TargetError,
+    UnknownMethodError,
+    UnknownOptionError,
+    UnsupportedActivationWarning,
+    ZeroGradientWarning,
+)
+from .explanation import Explanation
+from .methods import METHODS
+
+__version__ = "0.1.0"
+
+__all__ = [
+    "explain",
+    "saliency",
+    "smoothgrad",
+    "deconvnet",
+    "guided_backprop",
+    "gradcam",
+    "guided_gradcam",
+    "backward_rule",
+    "Explanation",
+    "METHODS",
+    "GradsightError",
+    "UnknownMethodError",
+    "UnknownOptionError",
+    "LayerNotFoundError",
+    "LayerNotCalledError",
+    "TargetError",
+    "InputError",
+    "ModelError",
+    "NotDifferentiableError",
+    "RuleNotAppliedError",
+    "GradsightWarning",
+    "ZeroGradientWarning",
+    "UnsupportedActivationWarning",
+    "targets",
+    "render",
+    "inspect",
+    "__version__",
+]
+
+_SUBMODULES = {"targets", "render", "inspect", "demo"}
+
+
+def __getattr__(name: str) -> Any:
+    # Submodules load on first use (render pulls in PIL/matplotlib).
+    if name in _SUBMODULES:
+        return importlib.import_module(f".{name}", __name__)
+    raise AttributeError(f"module 'gradsight' has no attribute {name!r}")

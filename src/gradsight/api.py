@@ -1,0 +1,136 @@
+"""The public entry points: :func:`explain`, one function per method, :func:`backward_rule`."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from typing import Any
+
+from .backends.base import backend_for
+from .explanation import Explanation
+from .methods import METHODS, get_method
+from .rules import Rule, get_rule
+from .targets import as_target
+
+__all__ = [
+    "explain",
+    "backward_rule",
+    "saliency",
+    "smoothgrad",
+    "deconvnet",
+    "guided_backprop",
+    "gradcam",
+    "guided_gradcam",
+]
+
+
+def explain(
+    model: Any,
+    x: Any,
+    method: str = "gradcam",
+    target: Any = None,
+    layer: Any = None,
+    *,
+    output: int | str | None = None,
+    eval_mode: bool = True,
+    **options: Any,
+) -> Explanation:
+    """Explain ``model``'s decisions on the batch ``x`` with ``method``.
+
+    Parameters
+    ----------
+    model:
+        A ``torch.nn.Module`` or a ``keras.Model``.
+    x:
+        A batch in the model's own layout (PyTorch: (N, C, H, W); Keras: (N, H, W, C)),
+        as a framework tensor or a numpy array, already preprocessed as the model
+        expects. Never modified.
+    method:
+        One of ``saliency``, ``smoothgrad``, ``deconvnet``, ``guided_backprop``,
+        ``gradcam``, ``guided_gradcam``.
+    target:
+        None (each sample's top-1 class), an int, N ints, a callable
+        ``outputs -> (N,)`` scores, or a :class:`gradsight.targets.Target`.
+    layer:
+        Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
+        layer object, or None/"auto" for the last layer with a 4-D spatial output.
+    output:
+        For models with several outputs: the index or key of the one to explain.
+    eval_mode:
+        The model runs in eval mode during the explanation (so BatchNorm and dropout
+        behave deterministically and running statistics are untouched); every
+        module's mode is restored afterwards. ``False`` keeps the current modes.
+    **options:
+        The method's options (e.g. ``samples``, ``noise``, ``batch_size``, ``seed``,
+        ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM).
+
+    Returns
+    -------
+    Explanation
+
+    The model is left exactly as it was, after success and after any error.
+    """
+    spec = get_method(method)
+    spec.check_options(dict(options, **({"layer": layer} if layer is not None else {})))
+    if layer is not None:
+        options["layer"] = layer
+    tgt = as_target(target)
+    bk = backend_for(model)
+    with bk.session(model, eval_mode=eval_mode):
+        xt = bk.prepare_input(model, x)
+        result = spec.fn(bk, model, xt, tgt, output=output, **options)
+    return Explanation(
+        method=spec.name,
+        attributions=result.attributions,
+        heatmaps=result.heatmaps,
+        targets=result.targets,
+        scores=result.scores,
+        outputs=result.outputs,
+        layer=result.layer,
+        layout=bk.input_layout(model),
+        options={k: v for k, v in options.items() if k != "layer"},
+        extras=result.extras,
+    )
+
+
+def _method_function(name: str) -> Any:
+    def run(model: Any, x: Any, target: Any = None, **options: Any) -> Explanation:
+        return explain(model, x, method=name, target=target, **options)
+
+    run.__name__ = run.__qualname__ = name
+    run.__doc__ = (
+        f"``explain(model, x, method={name!r}, target=target, **options)``. "
+        f"Options: {', '.join(METHODS[name].options)}. Reference: {METHODS[name].reference}."
+    )
+    return run
+
+
+saliency = _method_function("saliency")
+smoothgrad = _method_function("smoothgrad")
+deconvnet = _method_function("deconvnet")
+guided_backprop = _method_function("guided_backprop")
+gradcam = _method_function("gradcam")
+guided_gradcam = _method_function("guided_gradcam")
+
+
+@contextmanager
+def backward_rule(model: Any, rule: str | Rule) -> Iterator[Any]:
+    """Make every ReLU / LeakyReLU inside ``model`` back-propagate by ``rule`` in a ``with`` block.
+
+    ``rule`` is ``"guided"`` (guided backpropagation), ``"deconvnet"`` or ``"plain"``.
+    Works for activation modules, functional calls and reused modules (PyTorch), and for
+    activation arguments, activation layers and op calls in custom layers (Keras). Your
+    own gradient code (``torch.autograd.grad``, ``loss.backward()``,
+    ``tf.GradientTape``) inside the block sees the rule. On exit the model is as
+    before; if the block ran a forward pass that overrode no activation,
+    :class:`~gradsight.errors.RuleNotAppliedError` is raised.
+
+    Example
+    -------
+    >>> with gs.backward_rule(model, "guided"):
+    ...     x.requires_grad_(True)
+    ...     model(x)[:, 3].sum().backward()
+    """
+    r = get_rule(rule)
+    with backend_for(model).backward_rule(model, r) as report:
+        yield report

@@ -1,0 +1,255 @@
+"""The PyTorch backend: session, capture, rules and the vector-Jacobian product."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import ExitStack, contextmanager
+from typing import Any
+
+import numpy as np
+import torch
+
+from ...errors import InputError, ModelError, NotDifferentiableError
+from ...rules import Rule
+from ...targets import Target, select_output
+from ..base import Backend, Gradients, Ops
+from .capture import auto_layer_error, capture, capture_auto, is_spatial, resolve_layer
+from .rules import apply_rule
+
+__all__ = ["TorchBackend", "TorchOps"]
+
+
+class TorchOps(Ops):
+    def numpy(self, t: torch.Tensor) -> np.ndarray:
+        return t.detach().cpu().float().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
+
+    def shape(self, t: torch.Tensor) -> tuple[int, ...]:
+        return tuple(t.shape)
+
+    def batch_size(self, t: torch.Tensor) -> int:
+        return int(t.shape[0])
+
+    def argmax(self, t: torch.Tensor, axis: int) -> torch.Tensor:
+        return t.detach().argmax(dim=axis)
+
+    def as_index(self, idx: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(np.ascontiguousarray(idx), dtype=torch.long, device=like.device)
+
+    def take_rows(self, t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return t.gather(1, idx[:, None])[:, 0]
+
+    def mean(self, t: torch.Tensor, axis: tuple[int, ...], keepdims: bool = False) -> torch.Tensor:
+        return t.mean(dim=axis, keepdim=keepdims)
+
+    def sum(self, t: torch.Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> torch.Tensor:
+        return t.sum(dim=axis, keepdim=keepdims)
+
+    def relu(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.relu(t)
+
+    def step(self, t: torch.Tensor) -> torch.Tensor:
+        return (t > 0).to(t.dtype)
+
+    def from_numpy(self, a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
+        return torch.as_tensor(a, device=like.device, dtype=like.dtype)
+
+    def tile_batch(self, t: torch.Tensor, k: int) -> torch.Tensor:
+        return t.repeat(k, *([1] * (t.dim() - 1)))
+
+    def reshape(self, t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
+        return t.reshape(shape)
+
+    def sigmoid(self, t: torch.Tensor) -> torch.Tensor:
+        return torch.sigmoid(t)
+
+    def concat(self, ts: list[torch.Tensor], axis: int = 0) -> torch.Tensor:
+        return ts[0] if len(ts) == 1 else torch.cat(ts, dim=axis)
+
+
+def _first_conv(model: torch.nn.Module) -> torch.nn.Module | None:
+    for m in model.modules():
+        if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
+            return m
+    return None
+
+
+class TorchBackend(Backend):
+    """Backend for ``torch.nn.Module`` models (inputs channels-first, NCHW)."""
+
+    name = "torch"
+    ops = TorchOps()
+
+    @contextmanager
+    def session(self, model: torch.nn.Module, eval_mode: bool = True) -> Iterator[None]:
+        """Eval mode (unless ``eval_mode=False``), gradients on; every flag restored on exit.
+
+        With ``eval_mode=False`` BatchNorm running statistics would be updated by the
+        forward pass; they are saved and written back.
+        """
+        modes = [(m, m.training) for m in model.modules()]
+        buffers = None if eval_mode else [(b, b.detach().clone()) for b in model.buffers()]
+        try:
+            if eval_mode:
+                model.eval()
+            with torch.inference_mode(False), torch.enable_grad():
+                yield
+        finally:
+            for m, training in modes:
+                m.training = training
+            if buffers is not None:
+                with torch.no_grad():
+                    for b, saved in buffers:
+                        b.copy_(saved)
+
+    def prepare_input(self, model: torch.nn.Module, x: Any) -> torch.Tensor:
+        if isinstance(x, np.ndarray):
+            t = torch.from_numpy(np.ascontiguousarray(x))
+        elif isinstance(x, torch.Tensor):
+            t = x
+        else:
+            raise InputError(f"x must be a torch.Tensor or a numpy array, got {type(x).__name__}.")
+        if not t.is_floating_point():
+            raise InputError(
+                f"x has dtype {t.dtype}; gradients need a floating-point input. Convert and normalise it as "
+                "the model expects (e.g. x.float() / 255, then the model's mean/std)."
+            )
+        if t.dim() < 2:
+            raise InputError(f"x must be a batch with a leading batch axis; got shape {tuple(t.shape)} (use x[None]).")
+        param = next(model.parameters(), None)
+        device, dtype = (param.device, param.dtype) if param is not None else (t.device, t.dtype)
+        conv = _first_conv(model)
+        if isinstance(conv, torch.nn.Conv2d):
+            c = conv.in_channels
+            if t.dim() == 3:
+                raise InputError(
+                    f"x has shape {tuple(t.shape)} but the model's first convolution takes 4-D (N, C, H, W) "
+                    "batches; add the batch axis with x[None]."
+                )
+            if t.dim() == 4 and t.shape[1] != c and t.shape[-1] == c:
+                raise InputError(
+                    f"x has shape {tuple(t.shape)}, which looks channels-last (N, H, W, C), but this PyTorch "
+                    f"model takes channels-first (N, C, H, W) with C={c}; pass x.permute(0, 3, 1, 2) "
+                    "(numpy: x.transpose(0, 3, 1, 2))."
+                )
+        # A private copy: the user's tensor is never modified nor marked requires_grad.
+        return t.detach().to(device=device, dtype=dtype, copy=True)
+
+    def input_layout(self, model: torch.nn.Module) -> str:
+        return "channels_first"
+
+    def activation_channel_axis(self) -> int:
+        return 1
+
+    def resolve_layer(self, model: torch.nn.Module, layer: Any) -> Any:
+        found = resolve_layer(model, layer)
+        return "auto" if found is None else found
+
+    def gradients(
+        self,
+        model: torch.nn.Module,
+        x: torch.Tensor,
+        target: Target,
+        *,
+        rule: Rule | None = None,
+        layer: Any = None,
+        call: int = -1,
+        wrt_input: bool = True,
+        output: int | str | None = None,
+    ) -> Gradients:
+        # The input always requires grad so that models with frozen parameters still
+        # build a graph; autograd.grad below computes only the requested gradients.
+        xin = x.detach().requires_grad_(True)
+        with ExitStack() as stack:
+            report = stack.enter_context(apply_rule(model, rule)) if rule is not None else None
+            cap = auto = None
+            if layer == "auto":
+                auto = stack.enter_context(capture_auto(model))
+            elif layer is not None:
+                cap = stack.enter_context(capture(layer[1], layer[0]))
+            raw = model(xin)
+            if report is not None:
+                report.check(f"{rule.name} rule on {type(model).__name__}")
+        outputs = select_output(raw, output)
+        if not isinstance(outputs, torch.Tensor):
+            raise ModelError(f"the model output is a {type(outputs).__name__}, not a tensor; use output= to pick one.")
+        scores, idx = target.scores(outputs, self.ops)
+
+        activation, name = None, None
+        if auto is not None:
+            if not auto:
+                raise auto_layer_error(model)
+            name = auto[-1].name
+            seen = [s for s in auto if s.name == name]
+            chosen = seen[call] if -len(seen) <= call < len(seen) else seen[-1]
+            if chosen.tensor._version != chosen.version:
+                # An in-place op changed the layer's output after it was recorded: run again
+                # with a copying capture of that one layer (the rare case pays a second pass).
+                return self.gradients(
+                    model, x, target, rule=rule, layer=resolve_layer(model, name), call=call,
+                    wrt_input=wrt_input, output=output,
+                )
+            activation = chosen.tensor
+        elif cap is not None:
+            name = cap.name
+            activation = cap.get(call)
+            if not is_spatial(activation) and activation.dim() < 2:
+                raise ModelError(f"layer {name!r} output has shape {tuple(activation.shape)}; pick a layer with a batch axis.")
+
+        wrt = ([xin] if wrt_input else []) + ([activation] if activation is not None else [])
+        if not scores.requires_grad:
+            raise NotDifferentiableError(
+                "the target score does not depend differentiably on the input: the forward pass ran without "
+                "autograd (detach(), numpy, argmax or integer ops inside the model?). gradsight needs a model "
+                "whose output is computed with differentiable torch operations."
+            )
+        grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
+        for g, what in zip(grads, (["input"] if wrt_input else []) + ([f"layer {name!r}"] if activation is not None else [])):
+            if g is None:
+                raise NotDifferentiableError(
+                    f"the target score does not depend on the {what} (no gradient path). "
+                    + ("Choose a layer whose output feeds the model's output (or another call=)." if what != "input" else "")
+                )
+        gi = grads[0] if wrt_input else None
+        gl = grads[-1] if activation is not None else None
+        return Gradients(
+            outputs=outputs.detach(),
+            scores=scores.detach(),
+            targets=idx,
+            input_grad=gi,
+            activation=None if activation is None else activation.detach(),
+            layer_grad=gl,
+            layer=name,
+        )
+
+    def forward(self, model: torch.nn.Module, x: torch.Tensor, output: int | str | None = None) -> torch.Tensor:
+        with torch.no_grad():
+            outputs = select_output(model(x), output)
+        if not isinstance(outputs, torch.Tensor):
+            raise ModelError(f"the model output is a {type(outputs).__name__}, not a tensor; use output= to pick one.")
+        return outputs
+
+    @contextmanager
+    def backward_rule(self, model: torch.nn.Module, rule: Rule) -> Iterator[Any]:
+        with apply_rule(model, rule) as report:
+            yield report
+        report.check(f"backward_rule({type(model).__name__}, {rule.name!r})")
+
+    def layers(self, model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
+        rows: list[tuple[str, str, tuple[int, ...] | None]] = []
+        handles = []
+        for name, module in model.named_modules():
+            if module is model:
+                continue
+
+            def hook(mod: Any, inputs: Any, out: Any, _name: str = name) -> None:
+                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
+                rows.append((_name, type(mod).__name__, shape))
+
+            handles.append(module.register_forward_hook(hook))
+        try:
+            with torch.no_grad():
+                model(x)
+        finally:
+            for h in handles:
+                h.remove()
+        return rows

@@ -1,0 +1,129 @@
+"""Capturing a layer's output during a PyTorch forward pass.
+
+A forward hook records the module's output at every call (a module may run several
+times in one forward) and hands the rest of the network a copy, so that in-place
+operations after the layer (``nn.ReLU(inplace=True)``, ``out += identity``) cannot
+change the captured value. The hook is removed on exit, whatever happens.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from typing import Any
+
+import torch
+
+from ...errors import LayerNotCalledError, LayerNotFoundError, ModelError, close_matches
+
+__all__ = ["Capture", "capture", "capture_auto", "resolve_layer", "is_spatial"]
+
+
+def resolve_layer(model: torch.nn.Module, layer: Any) -> tuple[str, torch.nn.Module] | None:
+    """``(name, module)`` for a dotted name or a module object; ``None`` for None/"auto"."""
+    if layer is None or (isinstance(layer, str) and layer == "auto"):
+        return None
+    if isinstance(layer, torch.nn.Module):
+        for name, module in model.named_modules():
+            if module is layer:
+                return name, module
+        raise LayerNotFoundError(
+            f"the layer object {type(layer).__name__} is not a module of this model; pass one of its "
+            "modules, a dotted name from model.named_modules(), or None for the automatic choice."
+        )
+    if not isinstance(layer, str):
+        raise LayerNotFoundError(f"layer must be a name, a module or None; got {type(layer).__name__}.")
+    modules = dict(model.named_modules())
+    if layer in modules and layer != "":
+        return layer, modules[layer]
+    names = [n for n in modules if n]
+    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + close_matches(layer, names))
+
+
+def is_spatial(t: Any) -> bool:
+    """A 4-D tensor (N, C, H, W) with H * W > 1: a layer Grad-CAM can use."""
+    return isinstance(t, torch.Tensor) and t.dim() == 4 and t.shape[2] * t.shape[3] > 1
+
+
+@dataclass
+class Capture:
+    """Outputs recorded at each call of one module."""
+
+    name: str
+    outputs: list[torch.Tensor] = field(default_factory=list)
+
+    def get(self, call: int = -1) -> torch.Tensor:
+        if not self.outputs:
+            raise LayerNotCalledError(
+                f"layer {self.name!r} was never called during the forward pass, so it has no output to explain; "
+                "choose a layer that the model's forward uses (`gradsight layers --model ...` lists them)."
+            )
+        try:
+            return self.outputs[call]
+        except IndexError:
+            raise LayerNotCalledError(
+                f"layer {self.name!r} was called {len(self.outputs)} time(s) in the forward pass; call={call} "
+                f"is out of range (use 0..{len(self.outputs) - 1}, or -1 for the last call)."
+            ) from None
+
+
+@contextmanager
+def capture(module: torch.nn.Module, name: str) -> Iterator[Capture]:
+    """Record ``module``'s output at every call; the network continues on a copy."""
+    cap = Capture(name)
+
+    def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> Any:
+        if not isinstance(output, torch.Tensor):
+            raise ModelError(
+                f"layer {name!r} returns a {type(output).__name__}, not a tensor; choose a layer (or sub-module) "
+                "whose output is one tensor."
+            )
+        cap.outputs.append(output)
+        return output.clone()
+
+    handle = module.register_forward_hook(hook)
+    try:
+        yield cap
+    finally:
+        handle.remove()
+
+
+@dataclass
+class _Seen:
+    name: str
+    tensor: torch.Tensor
+    version: int
+
+
+@contextmanager
+def capture_auto(model: torch.nn.Module) -> Iterator[list[_Seen]]:
+    """Record every module call whose output is spatial, in completion order.
+
+    No copies are made (that would cost a clone per layer); the caller checks the
+    tensor's version counter to detect an in-place change after the layer.
+    """
+    seen: list[_Seen] = []
+    handles = []
+
+    for name, module in model.named_modules():
+        if module is model:
+            continue
+
+        def hook(mod: torch.nn.Module, inputs: Any, output: Any, _name: str = name) -> None:
+            if is_spatial(output):
+                seen.append(_Seen(_name, output, output._version))
+
+        handles.append(module.register_forward_hook(hook))
+    try:
+        yield seen
+    finally:
+        for h in handles:
+            h.remove()
+
+
+def auto_layer_error(model: torch.nn.Module) -> LayerNotCalledError:
+    return LayerNotCalledError(
+        f"no layer of this {type(model).__name__} produced a 4-D (N, C, H, W) output with spatial size > 1, "
+        "so Grad-CAM has no map to weigh; pass layer=NAME (`gradsight layers --model ...` lists them)."
+    )

@@ -1,0 +1,132 @@
+"""The result of an explanation: arrays, and the pictures made from them."""
+
+from __future__ import annotations
+
+import io
+from collections.abc import Sequence
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Explanation"]
+
+
+@dataclass
+class Explanation:
+    """Attributions for a batch, with helpers to look at them.
+
+    Attributes
+    ----------
+    method:
+        The method's name (``"saliency"``, ``"gradcam"``, ...).
+    attributions:
+        float32. Gradient methods and guided Grad-CAM: the input's shape and layout,
+        signed, unnormalised. Grad-CAM: the ReLU'd map at the layer's resolution,
+        (N, h, w), unnormalised.
+    heatmaps:
+        float32 (N, H, W) in [0, 1] at the input resolution (None for non-image inputs).
+    targets:
+        int64 (N,) explained classes, or None when the target is not a class.
+    scores:
+        float32 (N,) the explained scores.
+    outputs:
+        float32 model outputs for the batch (the selected output).
+    layer:
+        The layer Grad-CAM used (resolved name), or None.
+    layout:
+        ``"channels_first"`` or ``"channels_last"``: the input layout.
+    options:
+        The options the method ran with.
+    """
+
+    method: str
+    attributions: np.ndarray
+    heatmaps: np.ndarray | None
+    targets: np.ndarray | None
+    scores: np.ndarray
+    outputs: np.ndarray
+    layer: str | None = None
+    layout: str = "channels_first"
+    options: dict[str, Any] = field(default_factory=dict)
+    extras: dict[str, Any] = field(default_factory=dict, repr=False)
+
+    def __len__(self) -> int:
+        return len(self.attributions)
+
+    def __repr__(self) -> str:
+        layer = f", layer={self.layer!r}" if self.layer else ""
+        targets = "" if self.targets is None else f", targets={self.targets.tolist()}"
+        return f"Explanation(method={self.method!r}, attributions={tuple(self.attributions.shape)}{layer}{targets})"
+
+    @property
+    def predictions(self) -> np.ndarray | None:
+        """Top-1 class of each sample's output, when the output is (N, classes)."""
+        return self.outputs.argmax(1) if self.outputs.ndim == 2 else None
+
+    def _require_heatmaps(self) -> np.ndarray:
+        if self.heatmaps is None:
+            raise ValueError(f"{self.method} explained a non-image input; there are no heat maps to draw.")
+        return self.heatmaps
+
+    def overlay(self, images: Any = None, cmap: str = "jet", alpha: float = 0.5) -> list[Any]:
+        """Heat maps coloured with ``cmap`` and blended over ``images``.
+
+        Parameters
+        ----------
+        images:
+            The pictures the batch came from: uint8 or [0, 1] floats, (N, H, W, 3),
+            (N, 3, H, W), or a list of PIL images. None: the coloured heat maps alone.
+        cmap:
+            Any matplotlib colormap name (jet, gist_earth, inferno, ...).
+        alpha:
+            Weight of the heat map, 0..1.
+
+        Returns
+        -------
+        One ``PIL.Image`` per sample.
+        """
+        from PIL import Image
+
+        from . import render
+
+        heat = self._require_heatmaps()
+        if images is None:
+            return [Image.fromarray(c) for c in render.colorize(heat, cmap)]
+        rgb = render.to_rgb_uint8(images)
+        if len(rgb) != len(heat):
+            raise ValueError(f"got {len(rgb)} images for {len(heat)} explanations.")
+        return [render.overlay(img, h, cmap=cmap, alpha=alpha) for img, h in zip(rgb, heat)]
+
+    def save(
+        self,
+        directory: str | Path,
+        images: Any = None,
+        cmap: str = "jet",
+        alpha: float = 0.5,
+        prefix: str | None = None,
+        names: Sequence[str] | None = None,
+    ) -> list[Path]:
+        """Write one PNG per sample (the overlay, or the heat map when no images) and return the paths."""
+        from . import render
+
+        directory = Path(directory)
+        stem = prefix or self.method
+        paths = []
+        for i, picture in enumerate(self.overlay(images, cmap=cmap, alpha=alpha)):
+            name = names[i] if names is not None else f"{stem}_{i:03d}"
+            paths.append(render.save_png(picture, directory / f"{name}.png"))
+        return paths
+
+    def _repr_png_(self) -> bytes:
+        from . import render
+
+        tiles = [self.overlay(None)]
+        titles = [
+            f"{self.method} #{i}" + ("" if self.targets is None else f" (class {int(self.targets[i])})")
+            for i in range(len(self))
+        ]
+        buffer = io.BytesIO()
+        render.grid(tiles, titles=titles).save(buffer, format="PNG")
+        return buffer.getvalue()

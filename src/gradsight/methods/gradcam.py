@@ -1,0 +1,56 @@
+"""Grad-CAM (Selvaraju et al. 2017), with the optional "guided gradients" gate."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from ..backends.base import Backend
+from ..errors import ModelError, UnknownOptionError
+from ..targets import Target
+from ._common import MethodResult, finish, spatial_size, warn_zero
+
+GATES = (None, "guided")
+
+
+def gradcam(
+    bk: Backend,
+    model: Any,
+    x: Any,
+    target: Target,
+    *,
+    layer: Any = None,
+    call: int = -1,
+    gate: str | None = None,
+    output: Any = None,
+) -> MethodResult:
+    """Class activation map at ``layer``: ReLU(sum_k alpha_k A_k), alpha_k = mean dy/dA_k.
+
+    With ``gate="guided"`` the gradients are first kept only where A > 0 and dy/dA > 0.
+    ``attributions`` is the map at the layer's resolution, (N, h, w), unnormalised.
+    """
+    if gate not in GATES:
+        raise UnknownOptionError(f"gate={gate!r} is not valid; use one of {list(GATES)}.")
+    from .. import render
+
+    ref = bk.resolve_layer(model, "auto" if layer is None else layer)
+    g = bk.gradients(model, x, target, layer=ref, call=call, wrt_input=False, output=output)
+    ops, A, G = bk.ops, g.activation, g.layer_grad
+    shape = ops.shape(A)
+    if len(shape) != 4:
+        raise ModelError(
+            f"Grad-CAM needs a layer with a 4-D output (N, C, H, W); layer {g.layer!r} gives {shape}. "
+            "Pick a convolutional layer (`gradsight layers --model ...` lists them)."
+        )
+    ch = bk.activation_channel_axis() % 4
+    spatial = tuple(a for a in (1, 2, 3) if a != ch)
+    if gate == "guided":
+        G = ops.relu(G) * ops.step(A)
+    alpha = ops.mean(G, spatial, keepdims=True)
+    cam = ops.numpy(ops.relu(ops.sum(alpha * A, axis=ch))).astype(np.float32)
+    targets, scores, outputs = finish(bk, g)
+    warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}")
+    size = spatial_size(bk, model, tuple(ops.shape(x)))
+    heat = render.normalize(render.resize(cam, size) if size else cam)
+    return MethodResult(cam, heat, targets, scores, outputs, layer=g.layer)
