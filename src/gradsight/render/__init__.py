@@ -1,0 +1,25 @@
+"""Pictures from attribution maps: scaling, resizing, colour, overlays and grids.
+
+Pure numpy + Pillow; matplotlib is imported only when a colormap is needed.
+Shapes follow the batch-first convention: maps are (N, H, W) (or one (H, W)),
+RGB images are uint8 (N, H, W, 3).
+"""
+
+from __future__ import annotations
+
+from ._color import colorize, colorize_signed, to_rgb_uint8
+from ._compose import grid, overlay, save_png
+from ._maps import normalize, normalize_signed, reduce_channels, resize
+
+__all__ = [
+    "normalize",
+    "normalize_signed",
+    "resize",
+    "reduce_channels",
+    "colorize",
+    "colorize_signed",
+    "to_rgb_uint8",
+    "overlay",
+    "grid",
+    "save_png",
+]
