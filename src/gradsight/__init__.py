@@ -69,11 +69,10 @@ __all__ = [
     "UnsupportedActivationWarning",
     "targets",
     "render",
-    "inspect",
     "__version__",
 ]
 
-_SUBMODULES = {"targets", "render", "inspect", "demo"}
+_SUBMODULES = {"targets", "render", "demo"}
 
 
 def __getattr__(name: str) -> Any:
