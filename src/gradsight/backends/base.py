@@ -133,6 +133,13 @@ class Backend(ABC):
     def forward(self, model: Any, x: Tensor, output: int | str | None = None) -> Tensor:
         """The selected model output for ``x``, without recording gradients."""
 
+    def activations(self, model: Any, x: Tensor, layer: Any, call: int = -1) -> tuple[Tensor, str]:
+        """``(output of layer at its call-th call, resolved layer name)`` for ``x``, forward only.
+
+        ``layer`` is what :meth:`resolve_layer` returned (``"auto"`` included).
+        """
+        raise NotImplementedError(f"the {self.name} backend cannot capture activations yet")
+
     @abstractmethod
     def backward_rule(self, model: Any, rule: Rule) -> AbstractContextManager[Any]:
         """Public ``with`` block: the user's own gradient code sees ``rule``."""

@@ -228,6 +228,18 @@ class TorchBackend(Backend):
             raise ModelError(f"the model output is a {type(outputs).__name__}, not a tensor; use output= to pick one.")
         return outputs
 
+    def activations(self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1) -> tuple[torch.Tensor, str]:
+        with torch.no_grad():
+            if layer == "auto":
+                with capture_auto(model) as seen:
+                    model(x)
+                if not seen:
+                    raise auto_layer_error(model)
+                layer = resolve_layer(model, seen[-1].name)
+            with capture(layer[1], layer[0]) as cap:
+                model(x)
+        return cap.get(call), cap.name
+
     @contextmanager
     def backward_rule(self, model: torch.nn.Module, rule: Rule) -> Iterator[Any]:
         with apply_rule(model, rule) as report:
