@@ -33,6 +33,7 @@ def explain(
     *,
     output: int | str | None = None,
     eval_mode: bool = True,
+    logits: bool = False,
     **options: Any,
 ) -> Explanation:
     """Explain ``model``'s decisions on the batch ``x`` with ``method``.
@@ -50,16 +51,26 @@ def explain(
         ``gradcam``, ``guided_gradcam``.
     target:
         None (each sample's top-1 class), an int, N ints, a callable
-        ``outputs -> (N,)`` scores, or a :class:`gradsight.targets.Target`.
+        ``outputs -> (N,)`` scores, or a :class:`gradsight.targets.Target`:
+        ``TopK(k)`` (k explanations per image: result arrays gain a k axis after the
+        batch axis), ``Segmentation``, ``Detection`` (YOLO-style heads).
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
         layer object, or None/"auto" for the last layer with a 4-D spatial output.
     output:
-        For models with several outputs: the index or key of the one to explain.
+        For models with several outputs: the index or key of the one to explain, or a
+        tuple of them (a ``Detection`` target over several scales selects them all).
     eval_mode:
         The model runs in eval mode during the explanation (so BatchNorm and dropout
         behave deterministically and running statistics are untouched); every
         module's mode is restored afterwards. ``False`` keeps the current modes.
+        Keras: ``True`` calls the model with ``training=False``; ``False`` with
+        ``training=None`` (each layer's own default).
+    logits:
+        Keras models whose last layer applies a softmax (``Dense(..., activation="softmax")``,
+        ``Activation("softmax")``, ``Softmax()``): explain the pre-softmax scores, which
+        do not saturate. Such models get a ``SaturationWarning`` without it. PyTorch
+        models raise :class:`~gradsight.errors.ModelError` (remove the softmax instead).
     **options:
         The method's options (e.g. ``samples``, ``noise``, ``batch_size``, ``seed``,
         ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM).
@@ -75,8 +86,9 @@ def explain(
     if layer is not None:
         options["layer"] = layer
     tgt = as_target(target)
+    output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
-    with bk.session(model, eval_mode=eval_mode):
+    with bk.session(model, eval_mode=eval_mode, logits=logits):
         xt = bk.prepare_input(model, x)
         result = spec.fn(bk, model, xt, tgt, output=output, **options)
     return Explanation(

@@ -24,6 +24,7 @@ __all__ = [
     "ZeroGradientWarning",
     "UnsupportedActivationWarning",
     "SaturationWarning",
+    "EagerFallbackWarning",
     "close_matches",
 ]
 
@@ -94,3 +95,7 @@ class UnsupportedActivationWarning(GradsightWarning):
 
 class SaturationWarning(GradsightWarning):
     """The model outputs probabilities; their gradients saturate."""
+
+
+class EagerFallbackWarning(GradsightWarning):
+    """The gradient computation could not be compiled (traced) and runs eagerly, more slowly."""

@@ -32,13 +32,19 @@ class Explanation:
     scores:
         float32 (N,) the explained scores.
     outputs:
-        float32 model outputs for the batch (the selected output).
+        float32 model outputs for the batch (the selected output; a list of arrays when
+        several were selected, e.g. the scales of a detector).
     layer:
         The layer Grad-CAM used (resolved name), or None.
     layout:
         ``"channels_first"`` or ``"channels_last"``: the input layout.
     options:
         The options the method ran with.
+
+    With k targets per sample (``target=gs.targets.TopK(k)``) every per-target array has
+    a k axis right after the batch axis: ``attributions`` (N, k, ...), ``heatmaps``
+    (N, k, H, W), ``targets`` and ``scores`` (N, k); :attr:`k` says so. Pictures then
+    come one per (sample, target), sample-major.
     """
 
     method: str
@@ -46,7 +52,7 @@ class Explanation:
     heatmaps: np.ndarray | None
     targets: np.ndarray | None
     scores: np.ndarray
-    outputs: np.ndarray
+    outputs: Any
     layer: str | None = None
     layout: str = "channels_first"
     options: dict[str, Any] = field(default_factory=dict)
@@ -54,6 +60,11 @@ class Explanation:
 
     def __len__(self) -> int:
         return len(self.attributions)
+
+    @property
+    def k(self) -> int | None:
+        """Targets per sample when the arrays have a k axis (:class:`~gradsight.targets.TopK`), else None."""
+        return int(self.scores.shape[1]) if self.scores.ndim == 2 else None
 
     def __repr__(self) -> str:
         layer = f", layer={self.layer!r}" if self.layer else ""
@@ -63,7 +74,7 @@ class Explanation:
     @property
     def predictions(self) -> np.ndarray | None:
         """Top-1 class of each sample's output, when the output is (N, classes)."""
-        return self.outputs.argmax(1) if self.outputs.ndim == 2 else None
+        return self.outputs.argmax(1) if isinstance(self.outputs, np.ndarray) and self.outputs.ndim == 2 else None
 
     def _require_heatmaps(self) -> np.ndarray:
         if self.heatmaps is None:
@@ -85,19 +96,23 @@ class Explanation:
 
         Returns
         -------
-        One ``PIL.Image`` per sample.
+        One ``PIL.Image`` per sample; with a k axis, one per (sample, target), in the order
+        sample 0 targets 0..k-1, sample 1, ...
         """
         from PIL import Image
 
         from . import render
 
         heat = self._require_heatmaps()
+        k = self.k or 1
+        if self.k is not None:
+            heat = heat.reshape((-1,) + heat.shape[2:])
         if images is None:
             return [Image.fromarray(c) for c in render.colorize(heat, cmap)]
         rgb = render.to_rgb_uint8(images)
-        if len(rgb) != len(heat):
-            raise ValueError(f"got {len(rgb)} images for {len(heat)} explanations.")
-        return [render.overlay(img, h, cmap=cmap, alpha=alpha) for img, h in zip(rgb, heat)]
+        if len(rgb) * k != len(heat):
+            raise ValueError(f"got {len(rgb)} images for {len(heat) // k} explanations.")
+        return [render.overlay(rgb[j // k], h, cmap=cmap, alpha=alpha) for j, h in enumerate(heat)]
 
     def save(
         self,
@@ -108,25 +123,40 @@ class Explanation:
         prefix: str | None = None,
         names: Sequence[str] | None = None,
     ) -> list[Path]:
-        """Write one PNG per sample (the overlay, or the heat map when no images) and return the paths."""
+        """Write one PNG per sample (the overlay, or the heat map when no images) and return the paths.
+
+        With a k axis: one per (sample, target), named ``<name>_k<j>.png``.
+        """
         from . import render
 
         directory = Path(directory)
         stem = prefix or self.method
+        k = self.k or 1
         paths = []
-        for i, picture in enumerate(self.overlay(images, cmap=cmap, alpha=alpha)):
+        for j, picture in enumerate(self.overlay(images, cmap=cmap, alpha=alpha)):
+            i = j // k
             name = names[i] if names is not None else f"{stem}_{i:03d}"
+            if self.k is not None:
+                name = f"{name}_k{j % k}"
             paths.append(render.save_png(picture, directory / f"{name}.png"))
         return paths
 
     def _repr_png_(self) -> bytes:
         from . import render
 
-        tiles = [self.overlay(None)]
+        pictures = self.overlay(None)
+        buffer = io.BytesIO()
+        if self.k is not None:  # one row per sample, one column per target
+            rows = [pictures[i * self.k:(i + 1) * self.k] for i in range(len(self))]
+            labels = [
+                f"#{i}" + ("" if self.targets is None else f" classes {self.targets[i].tolist()}") for i in range(len(self))
+            ]
+            titles = [f"{self.method} target {j}" for j in range(self.k)]
+            render.grid(rows, titles=titles, row_labels=labels).save(buffer, format="PNG")
+            return buffer.getvalue()
         titles = [
             f"{self.method} #{i}" + ("" if self.targets is None else f" (class {int(self.targets[i])})")
             for i in range(len(self))
         ]
-        buffer = io.BytesIO()
-        render.grid(tiles, titles=titles).save(buffer, format="PNG")
+        render.grid([pictures], titles=titles).save(buffer, format="PNG")
         return buffer.getvalue()

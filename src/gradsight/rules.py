@@ -19,13 +19,15 @@ the maths is written once.
 
 from __future__ import annotations
 
+import warnings
+from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import UnknownMethodError, close_matches
+from .errors import RuleNotAppliedError, UnknownMethodError, UnsupportedActivationWarning, close_matches
 
-__all__ = ["Rule", "RULES", "get_rule"]
+__all__ = ["Rule", "RULES", "RuleReport", "get_rule"]
 
 Tensor = Any
 
@@ -79,3 +81,41 @@ def get_rule(rule: str | Rule) -> Rule:
         raise UnknownMethodError(
             f"unknown backward rule {rule!r}; use one of {sorted(RULES)}." + close_matches(str(rule), RULES)
         ) from None
+
+
+class RuleReport:
+    """What a rule changed in one forward pass (every backend fills one).
+
+    Attributes
+    ----------
+    rule: the rule in force.
+    overridden: rectifier calls that took the rule, by kind (``"relu"``, ``"leaky_relu"``, ...).
+    unsupported: calls of other activations (GELU, ELU, ...), which kept their plain gradient.
+    """
+
+    def __init__(self, rule: Rule) -> None:
+        self.rule = rule
+        self.overridden: Counter[str] = Counter()
+        self.unsupported: Counter[str] = Counter()
+
+    @property
+    def count(self) -> int:
+        return sum(self.overridden.values())
+
+    def check(self, what: str) -> None:
+        """Raise :class:`RuleNotAppliedError` when nothing was overridden; warn about activations left plain."""
+        if self.unsupported:
+            names = ", ".join(f"{k} x{v}" for k, v in sorted(self.unsupported.items()))
+            warnings.warn(
+                f"{what}: the {self.rule.name!r} rule covers ReLU and LeakyReLU; these activations kept "
+                f"their plain gradient: {names}.",
+                UnsupportedActivationWarning,
+                stacklevel=3,
+            )
+        if not self.count:
+            raise RuleNotAppliedError(
+                f"{what}: the {self.rule.name!r} backward rule overrode no activation: the forward pass "
+                "called no ReLU or LeakyReLU inside the model (as a module/layer, an activation argument or "
+                "a function call). The result would be a plain gradient, so none is returned. Use "
+                "method='saliency' for the plain gradient."
+            )

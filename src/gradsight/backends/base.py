@@ -24,22 +24,29 @@ from __future__ import annotations
 import sys
 from abc import ABC, abstractmethod
 from contextlib import AbstractContextManager
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from typing import Any
 
 import numpy as np
 
-from ..errors import ModelError
+from ..errors import LayerNotCalledError, ModelError
 from ..rules import Rule
 from ..targets import Target
 
-__all__ = ["Backend", "Gradients", "Ops", "backend_for"]
+__all__ = ["Backend", "Capture", "Gradients", "Ops", "backend_for"]
 
 Tensor = Any
 
 
 class Ops:
-    """Array operations the methods need, per framework. All take and return tensors."""
+    """Array operations the methods need, per framework. All take and return tensors.
+
+    ``channels_last`` is the framework's convention for image-like tensors (PyTorch
+    False: (N, C, H, W); Keras True: (N, H, W, C)); targets on segmentation and detection
+    outputs use it unless told a layout.
+    """
+
+    channels_last: bool = False
 
     def numpy(self, t: Tensor) -> np.ndarray: ...
     def shape(self, t: Tensor) -> tuple[int, ...]: ...
@@ -56,6 +63,10 @@ class Ops:
     def reshape(self, t: Tensor, shape: tuple[int, ...]) -> Tensor: ...
     def sigmoid(self, t: Tensor) -> Tensor: ...
     def concat(self, ts: list[Tensor], axis: int = 0) -> Tensor: ...
+    def topk(self, t: Tensor, k: int) -> Tensor:
+        """Indices (N, k) of the k largest values of each row of ``t`` (N, C), largest first; no gradient."""
+    def take_along(self, t: Tensor, idx: Tensor) -> Tensor:
+        """``t[i, idx[i, j]]`` for ``t`` (N, C) and ``idx`` (N, k): (N, k), differentiable in ``t``."""
 
 
 @dataclass
@@ -64,13 +75,17 @@ class Gradients:
 
     Attributes
     ----------
-    outputs: the selected model output, detached.
-    scores: (N,) target scores, detached.
-    targets: (N,) class ids, or None for targets that are not classes.
+    outputs: the selected model output, detached (a list when several were selected).
+    scores: (N,) target scores, or (N, k) for k targets per sample; detached.
+    targets: class ids shaped like ``scores``, or None for targets that are not classes.
     input_grad: d scores / d input, input layout; None unless asked for.
     activation: the captured layer output; None unless a layer was given.
     layer_grad: d scores / d activation; None unless a layer was given.
     layer: resolved layer name, or None.
+
+    With (N, k) scores each gradient gains a k axis after the batch axis: ``input_grad``
+    (N, k, *input) and ``layer_grad`` (N, k, *activation): entry ``[i, j]`` is the gradient
+    of ``scores[i, j]`` (the k backward passes run batched).
     """
 
     outputs: Tensor
@@ -82,6 +97,29 @@ class Gradients:
     layer: str | None = None
 
 
+@dataclass
+class Capture:
+    """A layer's outputs recorded at each of its calls in one forward pass (any framework)."""
+
+    name: str
+    outputs: list[Tensor] = field(default_factory=list)
+
+    def get(self, call: int = -1) -> Tensor:
+        """The output of the ``call``-th call (-1: the last); :class:`LayerNotCalledError` if there is none."""
+        if not self.outputs:
+            raise LayerNotCalledError(
+                f"layer {self.name!r} was never called during the forward pass, so it has no output to explain; "
+                "choose a layer that the model's forward uses (`gradsight layers --model ...` lists them)."
+            )
+        try:
+            return self.outputs[call]
+        except IndexError:
+            raise LayerNotCalledError(
+                f"layer {self.name!r} was called {len(self.outputs)} time(s) in the forward pass; call={call} "
+                f"is out of range (use 0..{len(self.outputs) - 1}, or -1 for the last call)."
+            ) from None
+
+
 class Backend(ABC):
     """One framework's answers to the questions methods ask (see module docstring)."""
 
@@ -89,8 +127,12 @@ class Backend(ABC):
     ops: Ops
 
     @abstractmethod
-    def session(self, model: Any, eval_mode: bool = True) -> AbstractContextManager[None]:
-        """Context in which the model runs; on exit every module/layer is as before."""
+    def session(self, model: Any, eval_mode: bool = True, logits: bool = False) -> AbstractContextManager[None]:
+        """Context in which the model runs; on exit every module/layer is as before.
+
+        ``logits=True`` explains the pre-softmax scores of a model whose last layer
+        applies a softmax (backends that cannot do this raise :class:`ModelError`).
+        """
 
     @abstractmethod
     def prepare_input(self, model: Any, x: Any) -> Tensor:

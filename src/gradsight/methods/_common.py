@@ -8,10 +8,11 @@ from typing import Any
 
 import numpy as np
 
+from .. import targets as targets_module
 from ..backends.base import Backend, Gradients
 from ..errors import ZeroGradientWarning
 
-__all__ = ["MethodResult", "input_heatmaps", "spatial_size", "warn_zero", "finish"]
+__all__ = ["MethodResult", "input_heatmaps", "spatial_size", "warn_zero", "finish", "outputs_numpy", "per_target"]
 
 
 @dataclass
@@ -22,7 +23,7 @@ class MethodResult:
     heatmaps: np.ndarray | None
     targets: np.ndarray | None
     scores: np.ndarray
-    outputs: np.ndarray
+    outputs: Any  # np.ndarray, or a list of them when several outputs were selected
     layer: str | None = None
     extras: dict[str, Any] = field(default_factory=dict)
 
@@ -40,10 +41,24 @@ def spatial_size(bk: Backend, model: Any, shape: tuple[int, ...]) -> tuple[int, 
     return None
 
 
-def input_heatmaps(bk: Backend, model: Any, attributions: np.ndarray) -> np.ndarray | None:
-    """Per-sample [0, 1] maps at input resolution: max over channels of |attribution|."""
+def per_target(fn: Any, arr: np.ndarray, k_axis: bool) -> Any:
+    """``fn`` (written for (N, ...) batches) applied to (N, k, ...) by folding k into the batch."""
+    if not k_axis:
+        return fn(arr)
+    n, k = arr.shape[:2]
+    out = fn(arr.reshape((n * k,) + arr.shape[2:]))
+    return None if out is None else out.reshape((n, k) + out.shape[1:])
+
+
+def input_heatmaps(bk: Backend, model: Any, attributions: np.ndarray, k_axis: bool = False) -> np.ndarray | None:
+    """Per-sample [0, 1] maps at input resolution: max over channels of |attribution|.
+
+    With ``k_axis`` the attributions are (N, k, ...) and the maps (N, k, H, W).
+    """
     from .. import render
 
+    if k_axis:
+        return per_target(lambda a: input_heatmaps(bk, model, a), attributions, True)
     if attributions.ndim == 4:
         return render.normalize(render.reduce_channels(attributions, input_channel_axis(bk, model), "absmax"))
     if attributions.ndim == 3:
@@ -51,13 +66,21 @@ def input_heatmaps(bk: Backend, model: Any, attributions: np.ndarray) -> np.ndar
     return None
 
 
-def warn_zero(grad: np.ndarray, outputs: np.ndarray, what: str) -> None:
-    """Warn when a sample's gradient is exactly zero, naming the likely cause."""
-    flat = grad.reshape(len(grad), -1)
+def warn_zero(grad: np.ndarray, outputs: Any, what: str, k_axis: bool = False) -> None:
+    """Warn when a sample's gradient is exactly zero, naming the likely cause.
+
+    With ``k_axis`` the gradient is (N, k, ...) and (sample, rank) pairs are reported.
+    """
+    k = grad.shape[1] if k_axis else 1
+    flat = grad.reshape(len(grad) * k, -1)
     zero = np.flatnonzero(~np.any(flat != 0, axis=1))
     if zero.size == 0:
         return
-    probs = outputs.ndim == 2 and outputs.shape[1] > 1 and np.all(outputs >= 0) and np.allclose(outputs.sum(1), 1, atol=1e-3)
+    which = [(int(z // k), int(z % k)) for z in zero] if k_axis else zero.tolist()
+    probs = (
+        isinstance(outputs, np.ndarray) and outputs.ndim == 2 and outputs.shape[1] > 1
+        and np.all(outputs >= 0) and np.allclose(outputs.sum(1), 1, atol=1e-3)
+    )
     hint = (
         " The outputs look like softmax probabilities, which saturate: explain the logits instead "
         "(remove the final softmax, or pass a target callable on the pre-softmax scores)."
@@ -66,14 +89,20 @@ def warn_zero(grad: np.ndarray, outputs: np.ndarray, what: str) -> None:
         "not depend on this part of the network."
     )
     warnings.warn(
-        f"{what}: the gradient is exactly zero for sample(s) {zero.tolist()[:10]}.{hint}",
+        f"{what}: the gradient is exactly zero for {'(sample, target)' if k_axis else 'sample(s)'} {which[:10]}.{hint}",
         ZeroGradientWarning,
         stacklevel=4,
     )
 
 
-def finish(bk: Backend, g: Gradients) -> tuple[np.ndarray | None, np.ndarray, np.ndarray]:
+def outputs_numpy(bk: Backend, outputs: Any) -> Any:
+    """Model outputs as float32 numpy: one array, or a list when several were selected."""
+    arrays = targets_module.outputs_numpy(outputs, bk.ops)
+    return [a.astype(np.float32) for a in arrays] if isinstance(arrays, list) else arrays.astype(np.float32)
+
+
+def finish(bk: Backend, g: Gradients) -> tuple[np.ndarray | None, np.ndarray, Any]:
     """targets, scores and outputs of a :class:`Gradients` as numpy."""
     ops = bk.ops
     targets = None if g.targets is None else ops.numpy(g.targets).astype(np.int64)
-    return targets, ops.numpy(g.scores).astype(np.float32), ops.numpy(g.outputs).astype(np.float32)
+    return targets, ops.numpy(g.scores).astype(np.float32), outputs_numpy(bk, g.outputs)

@@ -9,7 +9,7 @@ import numpy as np
 from ..backends.base import Backend
 from ..errors import ModelError, UnknownOptionError
 from ..targets import Target
-from ._common import MethodResult, finish, spatial_size, warn_zero
+from ._common import MethodResult, finish, per_target, spatial_size, warn_zero
 
 GATES = (None, "guided")
 
@@ -28,7 +28,8 @@ def gradcam(
     """Class activation map at ``layer``: ReLU(sum_k alpha_k A_k), alpha_k = mean dy/dA_k.
 
     With ``gate="guided"`` the gradients are first kept only where A > 0 and dy/dA > 0.
-    ``attributions`` is the map at the layer's resolution, (N, h, w), unnormalised.
+    ``attributions`` is the map at the layer's resolution, (N, h, w), unnormalised;
+    (N, k, h, w) for targets with k scores per sample.
     """
     if gate not in GATES:
         raise UnknownOptionError(f"gate={gate!r} is not valid; use one of {list(GATES)}.")
@@ -45,12 +46,16 @@ def gradcam(
         )
     ch = bk.activation_channel_axis() % 4
     spatial = tuple(a for a in (1, 2, 3) if a != ch)
+    multi = len(ops.shape(G)) == 5  # (N, k, ...): one gradient per target, one activation per sample
+    if multi:
+        A = ops.reshape(A, (shape[0], 1) + tuple(shape[1:]))
+        ch, spatial = ch + 1, tuple(a + 1 for a in spatial)
     if gate == "guided":
         G = ops.relu(G) * ops.step(A)
     alpha = ops.mean(G, spatial, keepdims=True)
     cam = ops.numpy(ops.relu(ops.sum(alpha * A, axis=ch))).astype(np.float32)
     targets, scores, outputs = finish(bk, g)
-    warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}")
+    warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}", k_axis=multi)
     size = spatial_size(bk, model, tuple(ops.shape(x)))
-    heat = render.normalize(render.resize(cam, size) if size else cam)
+    heat = per_target(lambda c: render.normalize(render.resize(c, size) if size else c), cam, multi)
     return MethodResult(cam, heat, targets, scores, outputs, layer=g.layer)

@@ -8,8 +8,8 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..errors import InputError
-from ..targets import ClassTarget, Target
-from ._common import MethodResult, input_channel_axis, input_heatmaps, spatial_size
+from ..targets import Target
+from ._common import MethodResult, input_channel_axis, input_heatmaps, per_target, spatial_size
 from .gradcam import gradcam
 from .guided_backprop import guided_backprop
 
@@ -32,12 +32,14 @@ def guided_gradcam(
     if size is None or len(bk.ops.shape(x)) != 4:
         raise InputError("guided Grad-CAM needs image batches (N, C, H, W) or (N, H, W, C).")
     cam = gradcam(bk, model, x, target, layer=layer, call=call, gate=gate, output=output)
-    # Explain the classes Grad-CAM explained (top-1 resolved once).
-    gb_target = ClassTarget(cam.targets) if cam.targets is not None else target
+    # Explain what Grad-CAM explained: classes (top-1 / top-k), pixels or cells chosen once.
+    gb_target = target.fixed(cam.outputs, bk.ops, cam.targets)
     gb = guided_backprop(bk, model, x, gb_target, output=output)
-    up = render.resize(cam.attributions, size)
-    attr = (gb.attributions * np.expand_dims(up, input_channel_axis(bk, model))).astype(np.float32)
+    multi = cam.scores.ndim == 2
+    up = per_target(lambda c: render.resize(c, size), cam.attributions, multi)
+    axis = input_channel_axis(bk, model)
+    attr = (gb.attributions * np.expand_dims(up, axis + 1 if multi and axis > 0 else axis)).astype(np.float32)
     return MethodResult(
-        attr, input_heatmaps(bk, model, attr), cam.targets, cam.scores, cam.outputs, layer=cam.layer,
+        attr, input_heatmaps(bk, model, attr, k_axis=multi), cam.targets, cam.scores, cam.outputs, layer=cam.layer,
         extras={"cam": cam.attributions},
     )

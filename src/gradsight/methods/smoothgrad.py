@@ -9,8 +9,8 @@ import numpy as np
 from ..backends.base import Backend
 from ..errors import UnknownOptionError
 from ..rules import RULES
-from ..targets import ClassTarget, Target
-from ._common import MethodResult, input_heatmaps, warn_zero
+from ..targets import Target
+from ._common import MethodResult, input_heatmaps, outputs_numpy, warn_zero
 
 BASES = {"saliency": None, "deconvnet": RULES["deconvnet"], "guided_backprop": RULES["guided"]}
 
@@ -33,7 +33,8 @@ def smoothgrad(
     Copies run in mini-batches of at most ``batch_size`` rows, so peak memory does not
     grow with ``samples``. The noise for copy ``s`` comes from ``seed`` and ``s`` only
     (channels-first order), so results do not depend on ``batch_size`` or the framework.
-    Targets (top-1 when None) are resolved once on the clean input.
+    What the target chooses from the outputs (top-1 / top-k classes, predicted pixels,
+    detection cells) is chosen once, on the clean input.
     """
     if base not in BASES:
         raise UnknownOptionError(f"base={base!r} is not valid; use one of {sorted(BASES)}.")
@@ -49,8 +50,9 @@ def smoothgrad(
 
     clean = bk.forward(model, x, output)
     scores, idx = target.scores(clean, ops)
-    if isinstance(target, ClassTarget):
-        target = ClassTarget(ops.numpy(idx))  # the clean input's classes, for every copy
+    clean_np = outputs_numpy(bk, clean)
+    # The clean input's classes (pixels, cells) for every copy.
+    target = target.fixed(clean_np, ops, None if idx is None else ops.numpy(idx))
 
     xn = ops.numpy(x).reshape(n, -1)
     sigma = (noise * (xn.max(1) - xn.min(1))).astype(np.float32)
@@ -74,14 +76,14 @@ def smoothgrad(
             n1 = min(n, n0 + img_step)
             part = x if (n0, n1) == (0, n) else x[n0:n1]
             rows = ops.tile_batch(part, k) + ops.from_numpy(eps[:, n0:n1].reshape((k * (n1 - n0),) + shape[1:]), x)
-            t = target
-            if isinstance(target, ClassTarget) and target.classes is not None and target.classes.ndim == 1:
-                t = ClassTarget(target.classes[n0:n1]).repeat(k)
+            t = target.rows(n0, n1).repeat(k)
             g = bk.gradients(model, rows, t, rule=rule, wrt_input=True, output=output)
-            part_sum = ops.sum(ops.reshape(g.input_grad, (k, n1 - n0) + shape[1:]), axis=0)
+            gshape = tuple(ops.shape(g.input_grad))  # (rows, [k targets,] *input)
+            part_sum = ops.sum(ops.reshape(g.input_grad, (k, n1 - n0) + gshape[1:]), axis=0)
             totals[ci] = part_sum if totals[ci] is None else totals[ci] + part_sum
     attr = (ops.numpy(ops.concat(totals, axis=0)) / samples).astype(np.float32)
-    outputs = ops.numpy(clean).astype(np.float32)
-    warn_zero(attr, outputs, f"smoothgrad({base})")
+    scores_np = ops.numpy(scores).astype(np.float32)
+    multi = scores_np.ndim == 2
+    warn_zero(attr, clean_np, f"smoothgrad({base})", k_axis=multi)
     targets = ops.numpy(idx).astype(np.int64) if idx is not None else None
-    return MethodResult(attr, input_heatmaps(bk, model, attr), targets, ops.numpy(scores).astype(np.float32), outputs)
+    return MethodResult(attr, input_heatmaps(bk, model, attr, k_axis=multi), targets, scores_np, clean_np)

@@ -20,6 +20,8 @@ __all__ = ["TorchBackend", "TorchOps"]
 
 
 class TorchOps(Ops):
+    channels_last = False
+
     def numpy(self, t: torch.Tensor) -> np.ndarray:
         return t.detach().cpu().float().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
 
@@ -65,6 +67,46 @@ class TorchOps(Ops):
     def concat(self, ts: list[torch.Tensor], axis: int = 0) -> torch.Tensor:
         return ts[0] if len(ts) == 1 else torch.cat(ts, dim=axis)
 
+    def topk(self, t: torch.Tensor, k: int) -> torch.Tensor:
+        return t.detach().topk(k, dim=1).indices
+
+    def take_along(self, t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
+        return t.gather(1, idx)
+
+
+BATCHED_BACKWARD = True
+"""k targets per sample: one batched backward pass (True) or k passes on the retained graph."""
+
+
+def _per_column_grads(scores: torch.Tensor, wrt: list[torch.Tensor]) -> tuple[torch.Tensor | None, ...]:
+    """d scores[:, j] / d w for every column j of (N, k) ``scores``: (N, k, *w.shape[1:]) each.
+
+    The k backward passes run as one batched pass (``is_grads_batched``: autograd vmaps the
+    backward over k one-hot cotangents). Should an operation of the model have no batching
+    rule, they run one after another on the retained graph instead.
+    """
+    n, k = scores.shape
+    grads = None
+    if BATCHED_BACKWARD:
+        eye = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None, :].expand(k, n, k)
+        try:
+            grads = torch.autograd.grad(scores, wrt, grad_outputs=eye, is_grads_batched=True, allow_unused=True,
+                                        retain_graph=True)
+        except RuntimeError:
+            grads = None
+    if grads is None:
+        cols = [torch.autograd.grad(scores[:, j].sum(), wrt, retain_graph=True, allow_unused=True) for j in range(k)]
+        grads = tuple(None if cols[0][i] is None else torch.stack([c[i] for c in cols]) for i in range(len(wrt)))
+    return tuple(None if g is None else g.movedim(0, 1) for g in grads)
+
+
+def _check_tensors(outputs: Any) -> Any:
+    """The selected output: a tensor, or a list of tensors when ``output=`` named several."""
+    for o in outputs if isinstance(outputs, list) else [outputs]:
+        if not isinstance(o, torch.Tensor):
+            raise ModelError(f"the model output is a {type(o).__name__}, not a tensor; use output= to pick one.")
+    return outputs
+
 
 def _first_conv(model: torch.nn.Module) -> torch.nn.Module | None:
     for m in model.modules():
@@ -80,12 +122,19 @@ class TorchBackend(Backend):
     ops = TorchOps()
 
     @contextmanager
-    def session(self, model: torch.nn.Module, eval_mode: bool = True) -> Iterator[None]:
+    def session(self, model: torch.nn.Module, eval_mode: bool = True, logits: bool = False) -> Iterator[None]:
         """Eval mode (unless ``eval_mode=False``), gradients on; every flag restored on exit.
 
         With ``eval_mode=False`` BatchNorm running statistics would be updated by the
-        forward pass; they are saved and written back.
+        forward pass; they are saved and written back. ``logits=True`` is refused: a
+        PyTorch model returns what its forward computes.
         """
+        if logits:
+            raise ModelError(
+                "logits=True is for Keras models whose last layer applies a softmax. A PyTorch model returns what "
+                "its forward computes: explain a model without the final softmax (e.g. model[:-1] for an "
+                "nn.Sequential), or pass target=callable on the outputs."
+            )
         modes = [(m, m.training) for m in model.modules()]
         buffers = None if eval_mode else [(b, b.detach().clone()) for b in model.buffers()]
         try:
@@ -169,9 +218,7 @@ class TorchBackend(Backend):
             raw = model(xin)
             if report is not None:
                 report.check(f"{rule.name} rule on {type(model).__name__}")
-        outputs = select_output(raw, output)
-        if not isinstance(outputs, torch.Tensor):
-            raise ModelError(f"the model output is a {type(outputs).__name__}, not a tensor; use output= to pick one.")
+        outputs = _check_tensors(select_output(raw, output))
         scores, idx = target.scores(outputs, self.ops)
 
         activation, name = None, None
@@ -202,7 +249,10 @@ class TorchBackend(Backend):
                 "autograd (detach(), numpy, argmax or integer ops inside the model?). gradsight needs a model "
                 "whose output is computed with differentiable torch operations."
             )
-        grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
+        if scores.dim() == 2:  # k targets per sample
+            grads = _per_column_grads(scores, wrt)
+        else:
+            grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
         for g, what in zip(grads, (["input"] if wrt_input else []) + ([f"layer {name!r}"] if activation is not None else [])):
             if g is None:
                 raise NotDifferentiableError(
@@ -212,7 +262,7 @@ class TorchBackend(Backend):
         gi = grads[0] if wrt_input else None
         gl = grads[-1] if activation is not None else None
         return Gradients(
-            outputs=outputs.detach(),
+            outputs=[o.detach() for o in outputs] if isinstance(outputs, list) else outputs.detach(),
             scores=scores.detach(),
             targets=idx,
             input_grad=gi,
@@ -223,10 +273,7 @@ class TorchBackend(Backend):
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor, output: int | str | None = None) -> torch.Tensor:
         with torch.no_grad():
-            outputs = select_output(model(x), output)
-        if not isinstance(outputs, torch.Tensor):
-            raise ModelError(f"the model output is a {type(outputs).__name__}, not a tensor; use output= to pick one.")
-        return outputs
+            return _check_tensors(select_output(model(x), output))
 
     def activations(self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1) -> tuple[torch.Tensor, str]:
         with torch.no_grad():

@@ -10,12 +10,13 @@ from __future__ import annotations
 
 from collections.abc import Iterator
 from contextlib import contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from typing import Any
 
 import torch
 
 from ...errors import LayerNotCalledError, LayerNotFoundError, ModelError, close_matches
+from ..base import Capture
 
 __all__ = ["Capture", "capture", "capture_auto", "resolve_layer", "is_spatial"]
 
@@ -44,28 +45,6 @@ def resolve_layer(model: torch.nn.Module, layer: Any) -> tuple[str, torch.nn.Mod
 def is_spatial(t: Any) -> bool:
     """A 4-D tensor (N, C, H, W) with H * W > 1: a layer Grad-CAM can use."""
     return isinstance(t, torch.Tensor) and t.dim() == 4 and t.shape[2] * t.shape[3] > 1
-
-
-@dataclass
-class Capture:
-    """Outputs recorded at each call of one module."""
-
-    name: str
-    outputs: list[torch.Tensor] = field(default_factory=list)
-
-    def get(self, call: int = -1) -> torch.Tensor:
-        if not self.outputs:
-            raise LayerNotCalledError(
-                f"layer {self.name!r} was never called during the forward pass, so it has no output to explain; "
-                "choose a layer that the model's forward uses (`gradsight layers --model ...` lists them)."
-            )
-        try:
-            return self.outputs[call]
-        except IndexError:
-            raise LayerNotCalledError(
-                f"layer {self.name!r} was called {len(self.outputs)} time(s) in the forward pass; call={call} "
-                f"is out of range (use 0..{len(self.outputs) - 1}, or -1 for the last call)."
-            ) from None
 
 
 @contextmanager

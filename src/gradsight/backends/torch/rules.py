@@ -9,8 +9,6 @@ calls; this does not. Only calls made while the model's own forward runs are cha
 
 from __future__ import annotations
 
-import warnings
-from collections import Counter
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -19,8 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from ...errors import RuleNotAppliedError, UnsupportedActivationWarning
-from ...rules import Rule
+from ...rules import Rule, RuleReport
 
 __all__ = ["RuleReport", "apply_rule"]
 
@@ -80,36 +77,6 @@ def _arg(args: tuple, kwargs: dict, pos: int, name: str, default: Any) -> Any:
     if name in kwargs:
         return kwargs[name]
     return args[pos] if len(args) > pos else default
-
-
-class RuleReport:
-    """Counts of what a rule changed: ``overridden`` by kind, ``unsupported`` by name."""
-
-    def __init__(self, rule: Rule) -> None:
-        self.rule = rule
-        self.overridden: Counter[str] = Counter()
-        self.unsupported: Counter[str] = Counter()
-
-    @property
-    def count(self) -> int:
-        return sum(self.overridden.values())
-
-    def check(self, what: str) -> None:
-        """Raise when nothing was overridden; warn about activations left plain."""
-        if self.unsupported:
-            names = ", ".join(f"{k} x{v}" for k, v in sorted(self.unsupported.items()))
-            warnings.warn(
-                f"{what}: the {self.rule.name!r} rule covers ReLU and LeakyReLU; these activations kept "
-                f"their plain gradient: {names}.",
-                UnsupportedActivationWarning,
-                stacklevel=3,
-            )
-        if not self.count:
-            raise RuleNotAppliedError(
-                f"{what}: the {self.rule.name!r} backward rule overrode no activation: the forward pass "
-                "called no ReLU or LeakyReLU (module or functional) inside the model. The result would be "
-                "a plain gradient, so none is returned. Use method='saliency' for the plain gradient."
-            )
 
 
 class _RuleMode(TorchFunctionMode):

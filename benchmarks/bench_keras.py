@@ -1,0 +1,204 @@
+#!/usr/bin/env python
+"""gradsight (Keras) against a hand-written ``tf.function`` floor and tf-keras-vis.
+
+``keras.applications.ResNet50(weights=None)`` (its softmax head kept: every implementation
+explains the same softmax score), a batch of 8 x 224 x 224 x 3, one explicit class per
+sample, CPU. Grad-CAM at ``conv5_block3_out`` (the last conv stage) and saliency.
+
+Every ratio is a ratio of medians measured in this one run, the implementations of a
+group interleaved in the same loop (a warm-up call each, then ``--repeats`` rounds, the
+order rotated every round). First-call latency (tracing included) is measured before
+any warm-up and reported separately.
+
+    python benchmarks/bench_keras.py            # full run
+    python benchmarks/bench_keras.py --quick    # 2 x 64 x 64, 1 repeat: checks the script
+
+Prints one markdown report and writes it to ``benchmarks/results/keras_<host>[-quick].md``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import gc
+import importlib.util
+import os
+import platform
+import socket
+import statistics
+import sys
+import time
+import warnings
+from collections.abc import Callable
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+HERE = Path(__file__).resolve().parent
+LAYER = "conv5_block3_out"
+TARGETS = {"saliency": 1.10, "gradcam": 1.10}  # gradsight / floor, from the issue
+PEER_TARGET = 4.0  # tf-keras-vis / gradsight, from the issue
+
+
+def build(quick: bool) -> tuple[Any, np.ndarray, list[int]]:
+    import keras
+
+    size, n = (64, 2) if quick else (224, 8)
+    keras.utils.set_random_seed(0)
+    model = keras.applications.ResNet50(weights=None, input_shape=(size, size, 3))
+    x = np.random.default_rng(1).normal(size=(n, size, size, 3)).astype(np.float32)
+    return model, x, [(7 * i + 3) % 1000 for i in range(n)]
+
+
+def floors(model: Any, layer: str) -> dict[str, Callable[[np.ndarray, np.ndarray], Any]]:
+    """Hand-written tf.function: the same maths as each method, nothing else."""
+    import keras
+    import tensorflow as tf
+
+    grad_model = keras.Model(model.input, [model.get_layer(layer).output, model.output])
+
+    @tf.function
+    def saliency(x: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            tape.watch(x)
+            score = tf.reduce_sum(tf.gather(model(x, training=False), idx, axis=1, batch_dims=1))
+        return tape.gradient(score, x)
+
+    @tf.function
+    def gradcam(x: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
+        with tf.GradientTape() as tape:
+            a, out = grad_model(x, training=False)
+            score = tf.reduce_sum(tf.gather(out, idx, axis=1, batch_dims=1))
+        w = tf.reduce_mean(tape.gradient(score, a), axis=(1, 2), keepdims=True)
+        return tf.nn.relu(tf.reduce_sum(w * a, axis=-1))
+
+    return {
+        "saliency": lambda x, idx: saliency(tf.constant(x), tf.constant(idx)).numpy(),
+        "gradcam": lambda x, idx: gradcam(tf.constant(x), tf.constant(idx)).numpy(),
+    }
+
+
+def peers(model: Any, layer: str, target: list[int]) -> tuple[dict[str, Callable[[np.ndarray], Any]], str]:
+    if importlib.util.find_spec("tf_keras_vis") is None:
+        return {}, "tf-keras-vis: not installed (pip install tf-keras-vis==0.8.7)"
+    from tf_keras_vis.gradcam import Gradcam
+    from tf_keras_vis.saliency import Saliency
+    from tf_keras_vis.utils.scores import CategoricalScore
+
+    score = CategoricalScore(target)
+    cam, sal = Gradcam(model, clone=False), Saliency(model, clone=False)
+    import tf_keras_vis
+
+    # seek_penultimate_conv_layer=False: otherwise tf-keras-vis moves from conv5_block3_out (an
+    # Activation layer) back to the nearest Conv2D and explains another layer.
+    return {
+        "saliency": lambda x, **kw: sal(score, x, **kw),
+        "gradcam": lambda x, **kw: cam(score, x, penultimate_layer=layer, seek_penultimate_conv_layer=False, **kw),
+    }, f"tf-keras-vis {getattr(tf_keras_vis, '__version__', '?')}: measured"
+
+
+def timed(fn: Callable[[], Any]) -> float:
+    gc.collect()
+    t0 = time.perf_counter()
+    fn()
+    return time.perf_counter() - t0
+
+
+def interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
+    names = list(fns)
+    for name in names:
+        fns[name]()  # warm-up
+    times: dict[str, list[float]] = {name: [] for name in names}
+    for r in range(repeats):
+        for name in names[r % len(names):] + names[: r % len(names)]:
+            times[name].append(timed(fns[name]))
+    return {name: statistics.median(t) for name, t in times.items()}
+
+
+def rel_diff(a: Any, b: Any) -> float:
+    a, b = np.asarray(a, np.float64), np.asarray(b, np.float64).reshape(np.shape(a))
+    scale = np.abs(b).max()
+    return float(np.abs(a - b).max() / scale) if scale > 0 else float(np.abs(a - b).max())
+
+
+def main(argv: list[str] | None = None) -> int:
+    p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
+    p.add_argument("--quick", action="store_true", help="tiny input, 1 repeat (checks the script)")
+    p.add_argument("--repeats", type=int, help="timed rounds per group (default 5; --quick: 1)")
+    args = p.parse_args(argv)
+    repeats = args.repeats or (1 if args.quick else 5)
+    warnings.simplefilter("ignore")  # the softmax head warns (SaturationWarning) on every call
+
+    import keras
+    import tensorflow as tf
+
+    import gradsight as gs
+
+    load = os.getloadavg()[0]
+    model, x, target = build(args.quick)
+    idx = np.array(target, np.int64)
+    floor = floors(model, LAYER)
+    peer, peer_note = peers(model, LAYER, target)
+    mine = {
+        "saliency": lambda: gs.saliency(model, x, target=target),
+        "gradcam": lambda: gs.gradcam(model, x, target=target, layer=LAYER),
+    }
+    model(x[:1], training=False)  # process-wide one-time costs (kernels, thread pools) paid by nobody
+
+    first: dict[str, float] = {}
+    for method in ("saliency", "gradcam"):
+        first[f"gradsight {method}"] = timed(mine[method])
+        first[f"floor {method}"] = timed(lambda m=method: floor[m](x, idx))
+        if method in peer:
+            first[f"tf-keras-vis {method}"] = timed(lambda m=method: peer[m](x))
+
+    checks = {
+        "saliency": rel_diff(mine["saliency"]().attributions, floor["saliency"](x, idx)),
+        "gradcam": rel_diff(mine["gradcam"]().attributions, floor["gradcam"](x, idx)),
+    }
+    if peer:
+        checks["saliency vs tf-keras-vis (max_c |g|)"] = rel_diff(
+            np.abs(mine["saliency"]().attributions).max(-1), peer["saliency"](x, normalize_map=False)
+        )
+        checks["gradcam vs tf-keras-vis (raw map)"] = rel_diff(
+            mine["gradcam"]().attributions, np.asarray(peer["gradcam"](x, expand_cam=False, normalize_cam=False))
+        )
+
+    rows = []
+    for method in ("saliency", "gradcam"):
+        fns = {"gradsight": mine[method], "floor": lambda m=method: floor[m](x, idx)}
+        if method in peer:
+            fns["tf-keras-vis"] = lambda m=method: peer[m](x)
+        med = interleaved(fns, repeats)
+        rows.append((method, med))
+
+    lines = [
+        f"# gradsight Keras benchmark ({'quick' if args.quick else 'full'})",
+        "",
+        f"{socket.gethostname()}, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; ResNet50(weights=None), batch {x.shape}, "
+        f"{repeats} rounds, medians. {peer_note}. Load average at start: {load:.2f}"
+        + (" (busy machine: ratios are noisy)." if load > 0.5 else "."),
+        "",
+        "| method | gradsight s | floor s | tf-keras-vis s | gradsight / floor (target) | tf-keras-vis / gradsight (target) |",
+        "|---|---|---|---|---|---|",
+    ]
+    for method, med in rows:
+        g, f, v = med["gradsight"], med["floor"], med.get("tf-keras-vis")
+        vis = f"{v:.3f}" if v is not None else "-"
+        speedup = f"{v / g:.2f}x (>= {PEER_TARGET:.0f}x)" if v is not None else "-"
+        lines.append(f"| {method} | {g:.3f} | {f:.3f} | {vis} | {g / f:.3f} (<= {TARGETS[method]:.2f}) | {speedup} |")
+    lines += ["", "First call (tracing included), seconds:", ""]
+    lines += [f"- {name}: {t:.2f}" for name, t in first.items()]
+    lines += ["", "Agreement (max |a - b| / max |b|):", ""]
+    lines += [f"- {name}: {v:.1e}" for name, v in checks.items()]
+    report = "\n".join(lines) + "\n"
+    print(report)
+    out = HERE / "results" / f"keras_{socket.gethostname()}{'-quick' if args.quick else ''}.md"
+    out.parent.mkdir(exist_ok=True)
+    out.write_text(report)
+    return 0
+
+
+if __name__ == "__main__":
+    sys.exit(main())

@@ -1,0 +1,211 @@
+"""Finding layers in (nested) Keras models and capturing their outputs.
+
+Keras calls every layer through ``Layer.__call__``, which looks up ``self.call`` on the
+instance. Capture shadows that attribute with a recording wrapper for the duration of a
+``with`` block and removes it in ``finally``; no sub-model is built, so nested models
+(a base network inside a classifier), subclassed models and layers called several times
+all work, and there is no "Graph disconnected" error.
+"""
+
+from __future__ import annotations
+
+import threading
+from collections.abc import Callable, Iterator
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import Any
+
+import keras
+import tensorflow as tf
+
+from ...errors import LayerNotCalledError, LayerNotFoundError, ModelError, close_matches
+from ..base import Capture
+
+__all__ = [
+    "PATCHING",
+    "Capture",
+    "capture",
+    "capture_auto",
+    "iter_layers",
+    "named_layers",
+    "resolve_layer",
+    "is_spatial",
+    "shadow",
+    "wrap_call",
+    "auto_layer_error",
+    "chosen",
+]
+
+
+PATCHING = threading.RLock()
+"""Held while gradsight's wrappers shadow layer attributes (capture, rules, logits): one
+thread at a time, so two threads running the Python side of the same model restore
+each other's patches in order. Compiled (traced) calls run no Python and never take it."""
+
+
+def _children(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
+    if isinstance(layer, keras.Model):
+        kids = list(layer.layers)
+    else:
+        flatten = getattr(layer, "_flatten_layers", None)  # sub-layers of custom layers
+        kids = list(flatten(include_self=False, recursive=False)) if flatten else []
+    return [k for k in kids if not isinstance(k, keras.layers.InputLayer)]
+
+
+def iter_layers(model: keras.Model) -> Iterator[tuple[str, keras.layers.Layer]]:
+    """``(path, layer)`` for every layer below ``model``, depth first, lazily; paths join names with ``/``."""
+    seen: set[int] = set()  # a layer shared by two nested models is listed once
+
+    def walk(parent: keras.layers.Layer, prefix: str) -> Iterator[tuple[str, keras.layers.Layer]]:
+        for child in _children(parent):
+            if id(child) not in seen:
+                seen.add(id(child))
+                yield f"{prefix}{child.name}", child
+                yield from walk(child, f"{prefix}{child.name}/")
+
+    return walk(model, "")
+
+
+def named_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
+    """:func:`iter_layers` as a list."""
+    return list(iter_layers(model))
+
+
+def resolve_layer(model: keras.Model, layer: Any) -> tuple[str, keras.layers.Layer] | None:
+    """``(path, layer)`` for a name, a path such as ``"base/block5_conv3"`` or a layer object.
+
+    ``None`` for None/"auto". A bare name may match a layer at any depth; it must be
+    unique there (otherwise the error lists the paths to choose from).
+    """
+    if layer is None or (isinstance(layer, str) and layer == "auto"):
+        return None
+    named = named_layers(model)
+    if isinstance(layer, keras.layers.Layer):
+        for path, found in named:
+            if found is layer:
+                return path, found
+        raise LayerNotFoundError(
+            f"the layer object {layer.name!r} ({type(layer).__name__}) is not a layer of this model; pass one "
+            "of its layers, a layer name or path (e.g. 'base/block5_conv3'), or None for the automatic choice."
+        )
+    if not isinstance(layer, str):
+        raise LayerNotFoundError(f"layer must be a name, a keras layer or None; got {type(layer).__name__}.")
+    by_path = dict(named)
+    if layer in by_path:
+        return layer, by_path[layer]
+    hits = [(p, lay) for p, lay in named if lay.name == layer]
+    if len(hits) == 1:
+        return hits[0]
+    if len(hits) > 1:
+        raise LayerNotFoundError(
+            f"{len(hits)} layers are named {layer!r} in this model's nested models; pass a path: "
+            + ", ".join(repr(p) for p, _ in hits)
+            + "."
+        )
+    names = sorted({lay.name for _, lay in named} | set(by_path))
+    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + close_matches(layer, names))
+
+
+def is_spatial(t: Any) -> bool:
+    """A 4-D (N, H, W, C) tensor with H * W > 1: a layer Grad-CAM can use."""
+    if not tf.is_tensor(t) or t.shape.rank != 4:
+        return False
+    h, w = t.shape[1], t.shape[2]
+    return h is None or w is None or h * w > 1
+
+
+@contextmanager
+def shadow(layer: keras.layers.Layer, attr: str, value: Any) -> Iterator[None]:
+    """Set the instance attribute ``attr`` inside the block; restore it exactly on exit.
+
+    ``object.__setattr__`` bypasses Keras' attribute tracking, so nothing but the one
+    instance attribute changes (and it is deleted again, or its old value put back).
+    """
+    had, old = attr in layer.__dict__, layer.__dict__.get(attr)
+    object.__setattr__(layer, attr, value)
+    try:
+        yield
+    finally:
+        if had:
+            object.__setattr__(layer, attr, old)
+        else:
+            object.__delattr__(layer, attr)
+
+
+def wrap_call(layer: keras.layers.Layer, make: Callable[[Callable], Callable]) -> AbstractContextManager[None]:
+    """Shadow ``layer.call`` with ``make(layer.call)`` inside the block (``Layer.__call__`` looks it up)."""
+    return shadow(layer, "call", make(layer.call))
+
+
+@contextmanager
+def capture(layer: keras.layers.Layer, name: str) -> Iterator[Capture]:
+    """Record ``layer``'s output at every call inside the block."""
+    cap = Capture(name)
+
+    def make(call: Callable) -> Callable:
+        def recording(*args: Any, **kwargs: Any) -> Any:
+            out = call(*args, **kwargs)
+            if not tf.is_tensor(out):
+                raise ModelError(
+                    f"layer {name!r} returns a {type(out).__name__}, not a tensor; choose a layer whose output "
+                    "is one tensor."
+                )
+            cap.outputs.append(out)
+            return out
+
+        return recording
+
+    with wrap_call(layer, make):
+        yield cap
+
+
+@contextmanager
+def capture_auto(model: keras.Model) -> Iterator[list[tuple[str, tf.Tensor]]]:
+    """Record ``(path, output)`` of every spatial layer output, in completion order.
+
+    Nested models are not recorded themselves: their last layer gives the same tensor
+    under a more precise name.
+    """
+    seen: list[tuple[str, tf.Tensor]] = []
+
+    def make(path: str) -> Callable[[Callable], Callable]:
+        def wrap(call: Callable) -> Callable:
+            def recording(*args: Any, **kwargs: Any) -> Any:
+                out = call(*args, **kwargs)
+                if is_spatial(out):
+                    seen.append((path, out))
+                return out
+
+            return recording
+
+        return wrap
+
+    with ExitStack() as stack:
+        for path, layer in named_layers(model):
+            if not isinstance(layer, keras.Model):
+                stack.enter_context(wrap_call(layer, make(path)))
+        yield seen
+
+
+def chosen(
+    model: keras.Model, auto: list[tuple[str, tf.Tensor]] | None, cap: Capture | None, call: int
+) -> tuple[tf.Tensor | None, str | None]:
+    """``(activation, layer name)`` after a forward pass with :func:`capture_auto` or :func:`capture`."""
+    if auto is not None:
+        if not auto:
+            raise auto_layer_error(model)
+        name = auto[-1][0]
+        seen = [t for p, t in auto if p == name]
+        return (seen[call] if -len(seen) <= call < len(seen) else seen[-1]), name
+    if cap is None:
+        return None, None
+    activation = cap.get(call)
+    if activation.shape.rank is not None and activation.shape.rank < 2:
+        raise ModelError(f"layer {cap.name!r} output has shape {tuple(activation.shape)}; pick a layer with a batch axis.")
+    return activation, cap.name
+
+
+def auto_layer_error(model: keras.Model) -> LayerNotCalledError:
+    return LayerNotCalledError(
+        f"no layer of this {type(model).__name__} produced a 4-D (N, H, W, C) output with spatial size > 1, "
+        "so Grad-CAM has no map to weigh; pass layer=NAME (`gradsight layers --model ...` lists them)."
+    )

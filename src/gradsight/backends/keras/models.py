@@ -1,0 +1,126 @@
+"""What gradsight needs to know about a Keras model: its file, its input, its last layer."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from contextlib import contextmanager
+from pathlib import Path
+from typing import Any
+
+import keras
+
+from ...errors import ModelError
+from .capture import iter_layers, shadow, wrap_call
+
+__all__ = ["load_model", "input_info", "final_softmax", "require_final_softmax", "strip_softmax"]
+
+
+def load_model(path: str | Path, custom_objects: dict[str, Any] | None = None, safe_mode: bool = True) -> keras.Model:
+    """Load a ``.keras`` or legacy ``.h5`` model file (uncompiled: gradsight needs no optimizer).
+
+    Parameters
+    ----------
+    path:
+        The model file.
+    custom_objects:
+        Custom layers / functions the file refers to, as for ``keras.models.load_model``.
+    safe_mode:
+        Passed to ``keras.models.load_model`` (``.keras`` files with lambda layers need ``False``).
+
+    Raises
+    ------
+    ModelError
+        The file does not exist, or Keras cannot read a model from it.
+    """
+    p = Path(path)
+    if not p.exists():
+        raise ModelError(f"model file {str(p)!r} does not exist.")
+    if p.is_dir() or p.suffix.lower() not in (".keras", ".h5", ".hdf5"):
+        raise ModelError(
+            f"{str(p)!r} is not a Keras model file: Keras 3 loads '.keras' and legacy '.h5' files "
+            "(a TF SavedModel folder can be wrapped with keras.layers.TFSMLayer)."
+        )
+    try:
+        model = keras.models.load_model(p, custom_objects=custom_objects, compile=False, safe_mode=safe_mode)
+    except Exception as exc:  # noqa: BLE001 - every reader failure means the same thing to the user
+        raise ModelError(
+            f"Keras could not load a model from {str(p)!r}: {type(exc).__name__}: {exc}. If the model uses custom "
+            "layers, pass them with custom_objects={...}."
+        ) from exc
+    if not isinstance(model, keras.Model):
+        raise ModelError(f"{str(p)!r} holds a {type(model).__name__}, not a keras.Model.")
+    return model
+
+
+def input_info(model: keras.Model) -> tuple[tuple[int | None, ...] | None, str | None, Any]:
+    """``(input shape with batch axis or None, data_format of the first conv or None, input dtype)``."""
+    shape = dtype = None
+    inputs = getattr(model, "inputs", None)
+    try:
+        if inputs and len(inputs) == 1:
+            shape, dtype = tuple(inputs[0].shape), inputs[0].dtype
+    except (AttributeError, ValueError):  # subclassed models have no symbolic inputs
+        pass
+    fmt, channels = None, None
+    for _, layer in iter_layers(model):  # lazily: stops at the first convolution
+        if isinstance(layer, keras.layers.Conv2D) and getattr(layer, "kernel", None) is not None:
+            fmt, channels = layer.data_format, int(layer.kernel.shape[-2])
+            break
+    if shape is None and channels is not None:
+        shape = (None, None, None, channels) if fmt == "channels_last" else (None, channels, None, None)
+    if dtype is None:
+        dtype = model.dtype_policy.compute_dtype
+    return shape, fmt, dtype
+
+
+def _output_layer(model: keras.Model) -> keras.layers.Layer | None:
+    """The layer producing the (single) output of a Functional/Sequential model, nested models opened."""
+    layer: Any = model
+    while isinstance(layer, keras.Model):
+        try:
+            outputs = layer.outputs
+        except (AttributeError, ValueError):
+            return None  # subclassed: the order of calls is not known statically
+        if not outputs or len(outputs) != 1:
+            return None
+        history = getattr(outputs[0], "_keras_history", None)
+        if history is None:
+            return None
+        layer = history[0]
+    return layer
+
+
+def final_softmax(model: keras.Model) -> keras.layers.Layer | None:
+    """The last layer when it applies a softmax (``activation="softmax"`` or a ``Softmax`` layer)."""
+    layer = _output_layer(model)
+    if layer is None:
+        return None
+    if isinstance(layer, keras.layers.Softmax):
+        return layer
+    act = getattr(layer, "activation", None)
+    return layer if getattr(act, "__name__", None) == "softmax" else None
+
+
+def require_final_softmax(model: keras.Model) -> keras.layers.Layer:
+    """:func:`final_softmax`, or a :class:`ModelError` saying why ``logits=True`` cannot apply."""
+    layer = final_softmax(model)
+    if layer is None:
+        raise ModelError(
+            "logits=True explains the pre-softmax scores of a model whose last layer applies a softmax "
+            "(Dense/Conv with activation='softmax', Activation('softmax') or Softmax); this "
+            f"{type(model).__name__}'s last layer does not (or, for a subclassed model, cannot be found). "
+            "Drop logits=True."
+        )
+    return layer
+
+
+@contextmanager
+def strip_softmax(model: keras.Model) -> Iterator[None]:
+    """Inside the block the final softmax is skipped, so the model returns pre-softmax scores."""
+    layer = require_final_softmax(model)
+    if isinstance(layer, keras.layers.Softmax) or type(layer) is keras.layers.Activation:
+        with wrap_call(layer, lambda call: lambda inputs, *args, **kwargs: inputs):
+            yield
+        return
+    with shadow(layer, "activation", keras.activations.linear):
+        yield

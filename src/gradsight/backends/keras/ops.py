@@ -1,0 +1,86 @@
+"""The array operations methods and targets need, written with TensorFlow ops.
+
+Every operation works on eager tensors and inside ``tf.function`` (shapes are static
+there because gradsight traces with the exact input shape).
+"""
+
+from __future__ import annotations
+
+import numpy as np
+import tensorflow as tf
+
+from ..base import Ops
+
+__all__ = ["KerasOps", "FedClassOps"]
+
+
+class KerasOps(Ops):
+    channels_last = True
+
+    def numpy(self, t: tf.Tensor) -> np.ndarray:
+        a = t.numpy() if hasattr(t, "numpy") else np.asarray(t)
+        return a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) and a.dtype != np.float32 else a
+
+    def shape(self, t: tf.Tensor) -> tuple[int, ...]:
+        return tuple(t.shape)
+
+    def batch_size(self, t: tf.Tensor) -> int:
+        return int(t.shape[0])
+
+    def argmax(self, t: tf.Tensor, axis: int) -> tf.Tensor:
+        return tf.argmax(tf.stop_gradient(t), axis=axis, output_type=tf.int64)
+
+    def as_index(self, idx: np.ndarray, like: tf.Tensor) -> tf.Tensor:
+        return tf.constant(np.ascontiguousarray(idx), dtype=tf.int64)
+
+    def take_rows(self, t: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
+        return tf.gather(t, idx, axis=1, batch_dims=1)
+
+    def topk(self, t: tf.Tensor, k: int) -> tf.Tensor:
+        return tf.cast(tf.math.top_k(tf.stop_gradient(t), k=k).indices, tf.int64)  # ties: lower index first
+
+    def take_along(self, t: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
+        return tf.gather(t, idx, axis=1, batch_dims=1)
+
+    def mean(self, t: tf.Tensor, axis: tuple[int, ...], keepdims: bool = False) -> tf.Tensor:
+        return tf.reduce_mean(t, axis=axis, keepdims=keepdims)
+
+    def sum(self, t: tf.Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> tf.Tensor:
+        return tf.reduce_sum(t, axis=axis, keepdims=keepdims)
+
+    def relu(self, t: tf.Tensor) -> tf.Tensor:
+        return tf.maximum(t, tf.zeros_like(t))
+
+    def step(self, t: tf.Tensor) -> tf.Tensor:
+        return tf.cast(t > 0, t.dtype)
+
+    def from_numpy(self, a: np.ndarray, like: tf.Tensor) -> tf.Tensor:
+        return tf.constant(a, dtype=like.dtype)
+
+    def tile_batch(self, t: tf.Tensor, k: int) -> tf.Tensor:
+        return tf.tile(t, [k] + [1] * (t.shape.rank - 1))
+
+    def reshape(self, t: tf.Tensor, shape: tuple[int, ...]) -> tf.Tensor:
+        return tf.reshape(t, shape)
+
+    def sigmoid(self, t: tf.Tensor) -> tf.Tensor:
+        return tf.sigmoid(t)
+
+    def concat(self, ts: list[tf.Tensor], axis: int = 0) -> tf.Tensor:
+        return ts[0] if len(ts) == 1 else tf.concat(ts, axis=axis)
+
+
+class FedClassOps(KerasOps):
+    """Ops for tracing a class target: the class ids come from a function argument.
+
+    :class:`~gradsight.targets.ClassTarget` checks its classes (in numpy) and then asks
+    ``as_index`` for the index tensor, (N,) or (N, k); handing back the traced function's
+    ``classes`` argument (of that shape) instead of a constant lets one trace serve every
+    choice of classes.
+    """
+
+    def __init__(self, classes: tf.Tensor) -> None:
+        self.classes = classes
+
+    def as_index(self, idx: np.ndarray, like: tf.Tensor) -> tf.Tensor:
+        return self.classes
