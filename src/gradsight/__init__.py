@@ -68,11 +68,13 @@ __all__ = [
     "ZeroGradientWarning",
     "UnsupportedActivationWarning",
     "targets",
+    "detection",
     "render",
+    "inspect",
     "__version__",
 ]
 
-_SUBMODULES = {"targets", "render", "demo"}
+_SUBMODULES = {"targets", "detection", "render", "demo", "inspect"}
 
 
 def __getattr__(name: str) -> Any:

@@ -45,7 +45,7 @@ def build_parser() -> argparse.ArgumentParser:
     model = argparse.ArgumentParser(add_help=False)
     g = model.add_argument_group("model")
     g.add_argument("--model", required=True, metavar="SPEC",
-                   help="'demo' (the bundled shapes CNN), 'package.module:factory' (a function returning the "
+                   help="'demo' (the bundled shapes CNN), 'demo-detector' (the bundled tiny YOLO), 'package.module:factory' (a function returning the "
                         "model), a pickled PyTorch model FILE.pt/.pth (needs --trust-pickle), or a Keras "
                         "FILE.keras/.h5")
     g.add_argument("--weights", metavar="FILE",
@@ -75,8 +75,9 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--method", default="gradcam", metavar="NAME",
                     help="saliency, smoothgrad, deconvnet, guided_backprop, gradcam, guided_gradcam, or 'all' "
                          "(default: gradcam)")
-    ex.add_argument("--target", default="top1", metavar="top1|INT",
-                    help="class to explain: each image's top-1 prediction (default) or a class index")
+    ex.add_argument("--target", default="top1", metavar="top1|INT|detection",
+                    help="class to explain: each image's top-1 prediction (default) or a class index; "
+                         "'detection' for YOLO-style detectors: one picture per detected box")
     ex.add_argument("--layer", default="auto", metavar="auto|NAME",
                     help="Grad-CAM layer: 'auto' (the last layer with a spatial output) or a name from "
                          f"'{PROG} layers'")
@@ -90,6 +91,9 @@ def build_parser() -> argparse.ArgumentParser:
     look = ex.add_argument_group("pictures")
     look.add_argument("--cmap", default="jet", help="matplotlib colormap of heat maps (default: jet)")
     look.add_argument("--alpha", type=float, default=0.5, help="heat-map weight over the image, 0..1 (default: 0.5)")
+    det = ex.add_argument_group("detection (--target detection)")
+    det.add_argument("--conf", type=float, default=0.25, help="minimum box confidence (default: 0.25)")
+    det.add_argument("--nms", type=float, default=0.45, help="NMS IoU threshold (default: 0.45)")
     sg = ex.add_argument_group("smoothgrad")
     sg.add_argument("--samples", type=int, help="noisy copies (default: 50)")
     sg.add_argument("--noise", type=float, help="noise level, a fraction of the input's range (default: 0.15)")
@@ -111,6 +115,9 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--framework", choices=("torch", "keras"), default="torch",
                     help="the PyTorch model (default) or its Keras twin")
     dm.add_argument("--n", type=int, default=6, metavar="N", help="number of images (default: 6)")
+    from .inspect._cli import register as register_inspect  # embed, filters, units, weights
+
+    register_inspect(subs, parents=[debug])
     return parser
 
 
@@ -125,7 +132,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     debug = bool(getattr(args, "debug", False))
-    run = {"explain": _explain, "layers": _layers, "demo": _demo}[args.command]
+    run = {"explain": _explain, "layers": _layers, "demo": _demo}.get(args.command) or args.run
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
@@ -230,6 +237,10 @@ def _explain(args: argparse.Namespace) -> None:
     from .methods import METHODS, get_method
     from .models import preprocess
 
+    if args.target == "detection" or args.model == "demo-detector":
+        from .detection_cli import explain_detector
+
+        return explain_detector(args)
     methods = list(METHODS) if args.method == "all" else [get_method(args.method).name]
     target = _parse_target(args.target)
     if args.size is not None and args.size < 8:

@@ -4,6 +4,7 @@ A SPEC is one of:
 
 - ``demo``: the bundled shapes CNN (PyTorch ``ShapesNet``; ``framework="keras"`` gives
   its Keras twin);
+- ``demo-detector``: the bundled tiny YOLO detector (``framework="keras"``: its twin);
 - ``package.module:factory``: ``factory()`` is imported and called; it returns a
   ``torch.nn.Module`` or a ``keras.Model``. An optional weights file is loaded into it
   (PyTorch: a ``state_dict`` read with ``torch.load(weights_only=True)``; Keras:
@@ -115,6 +116,13 @@ def load_model(
     spec = str(spec).strip()
     if not spec:
         raise ModelError(f"empty model spec; {_SPEC_FORMS}.")
+    if spec == "demo-detector":
+        from .detection_cli import load_demo_detector
+
+        model, info = load_demo_detector(framework or "torch")
+        if weights is not None:
+            _load_weights(model, info.framework, weights)
+        return model, info
     if spec == "demo":
         model, info = _load_demo(framework or "torch")
         if weights is not None:
