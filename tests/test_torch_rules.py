@@ -25,7 +25,7 @@ def test_worked_example_rule_data(rule):
     """The rule definitions alone, in numpy."""
     x, g = np.array(FEATURES), np.array(UPSTREAM)
     relu = lambda t: np.maximum(t, 0)  # noqa: E731
-    out = RULES[rule].backward(g, (x > 0).astype(float), relu, relu)
+    out = RULES[rule].backward(g, lambda t: t * (x > 0), relu, relu)
     np.testing.assert_array_equal(out, EXPECTED[rule])
 
 
@@ -178,3 +178,11 @@ def test_unsupported_activations_are_named():
 def test_unknown_rule_lists_valid():
     with pytest.raises(gs.UnknownMethodError, match="guided"):
         get_rule("guidded")
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_negative_slope_leaky_relu_keeps_the_input_sign(inplace):
+    """With a negative slope sign(f(x)) != sign(x): f'(x) must come from the input."""
+    x, g = torch.tensor(FEATURES), torch.tensor(UPSTREAM)
+    guided, _ = _rule_grad(lambda t: F.leaky_relu(t, -0.5, inplace=inplace), "guided", x, g)
+    np.testing.assert_allclose(guided.numpy(), (g.clamp(min=0) * torch.where(x > 0, 1.0, -0.5)).numpy())

@@ -1,7 +1,8 @@
 """Backward rules for rectifiers, as data shared by every backend.
 
 A rectifier ``f`` (ReLU, LeakyReLU, Keras' generalised ReLU) is described to a rule by
-its local derivative ``d = f'(x)`` at the forward input and by ``f`` itself. Given the
+its local derivative ``f'(x)`` at the forward input (as a multiplication, ``dmul``) and by
+``f`` itself. Given the
 upstream gradient ``g`` a rule returns the gradient passed further down:
 
 ========== =========================== ===============================
@@ -41,25 +42,27 @@ class Rule:
     name:
         ``"plain"``, ``"deconvnet"`` or ``"guided"``.
     backward:
-        ``backward(g, d, f, relu)``: ``g`` upstream gradient, ``d`` the activation's local
-        derivative at its input, ``f`` the activation applied elementwise, ``relu`` a
-        plain ReLU of the same framework. Returns the gradient for the activation's input.
+        ``backward(g, dmul, f, relu)``: ``g`` upstream gradient; ``dmul(t)`` is ``t`` times
+        the activation's local derivative at its input, f'(x) (a function, so that a
+        backend can use its fused kernel and never materialise f'(x)); ``f`` the
+        activation applied elementwise; ``relu`` a plain ReLU of the same framework.
+        Returns the gradient for the activation's input.
     """
 
     name: str
-    backward: Callable[[Tensor, Tensor, Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]], Tensor]
+    backward: Callable[[Tensor, Callable[[Tensor], Tensor], Callable[[Tensor], Tensor], Callable[[Tensor], Tensor]], Tensor]
 
 
-def _plain(g: Tensor, d: Tensor, f: Callable, relu: Callable) -> Tensor:
-    return g * d
+def _plain(g: Tensor, dmul: Callable, f: Callable, relu: Callable) -> Tensor:
+    return dmul(g)
 
 
-def _deconvnet(g: Tensor, d: Tensor, f: Callable, relu: Callable) -> Tensor:
+def _deconvnet(g: Tensor, dmul: Callable, f: Callable, relu: Callable) -> Tensor:
     return f(g)
 
 
-def _guided(g: Tensor, d: Tensor, f: Callable, relu: Callable) -> Tensor:
-    return relu(g) * d
+def _guided(g: Tensor, dmul: Callable, f: Callable, relu: Callable) -> Tensor:
+    return dmul(relu(g))
 
 
 RULES: dict[str, Rule] = {

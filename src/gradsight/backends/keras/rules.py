@@ -71,12 +71,12 @@ def _derivative(x: tf.Tensor, dtype: tf.DType, p: Params) -> tf.Tensor:
 
 
 def rectifier(x: tf.Tensor, forward: Callable[[tf.Tensor], tf.Tensor], p: Params, rule: Rule) -> tf.Tensor:
-    """``forward(x)`` whose gradient is ``rule.backward(g, f'(x), f, relu)`` (dtype of ``g``)."""
+    """``forward(x)`` whose gradient is ``rule.backward(g, t -> t * f'(x), f, relu)`` (dtype of ``g``)."""
 
     @tf.custom_gradient
     def run(t: tf.Tensor) -> Any:
         def grad(g: tf.Tensor) -> tf.Tensor:
-            return rule.backward(g, _derivative(t, g.dtype, p), lambda u: _generalised(u, p), _relu)
+            return rule.backward(g, lambda u: u * _derivative(t, g.dtype, p), lambda u: _generalised(u, p), _relu)
 
         return forward(t), grad
 

@@ -41,36 +41,52 @@ _OTHER_ACTIVATIONS = frozenset(
 
 
 class _RectifierRule(torch.autograd.Function):
-    """Forward: the rectifier as usual (in place when asked). Backward: the rule."""
+    """Forward: the rectifier as usual (in place when asked). Backward: the rule.
+
+    Keeps what autograd's own ReLU / LeakyReLU keep (the output, which the next layer
+    holds anyway; LeakyReLU's input when not in place) and multiplies by f'(x) with the
+    kernels autograd's own backward uses, so a rule costs no mask and no extra pass.
+    """
 
     @staticmethod
     def forward(ctx: Any, x: torch.Tensor, slope: float, inplace: bool, rule: Rule) -> torch.Tensor:
-        # The sign of the input decides f'(x); a bool mask is the cheapest thing to keep.
-        positive = x > 0
+        # sign(f(x)) == sign(x) unless the slope is negative; an in-place LeakyReLU with a
+        # negative slope overwrites x, so only that case keeps a mask, taken first.
+        mask = x > 0 if slope < 0.0 and inplace else None
         if slope == 0.0:
             out = torch.relu_(x) if inplace else torch.relu(x)
         else:
             out = torch._C._nn.leaky_relu_(x, slope) if inplace else torch._C._nn.leaky_relu(x, slope)
         if inplace:
             ctx.mark_dirty(x)
-        ctx.save_for_backward(positive)
+        if mask is not None:
+            ctx.save_for_backward(mask)
+            ctx.kept = "mask"
+        elif slope == 0.0 or inplace:
+            ctx.save_for_backward(out)
+            ctx.kept = "result"
+        else:
+            ctx.save_for_backward(x)
+            ctx.kept = "input"
         ctx.slope, ctx.rule = slope, rule
         return out
 
     @staticmethod
     def backward(ctx: Any, g: torch.Tensor) -> tuple[torch.Tensor | None, ...]:
-        (positive,) = ctx.saved_tensors
-        slope = ctx.slope
-        if slope == 0.0:
-            d = positive
-            f = torch.relu
-        else:
-            d = torch.where(positive, 1.0, slope).to(g.dtype)
+        (kept,) = ctx.saved_tensors
+        slope, how = ctx.slope, ctx.kept
 
-            def f(t: torch.Tensor) -> torch.Tensor:
-                return torch._C._nn.leaky_relu(t, slope)
+        def dmul(t: torch.Tensor) -> torch.Tensor:  # t * f'(x)
+            if slope == 0.0:
+                return torch.ops.aten.threshold_backward(t, kept, 0)
+            if how == "mask":
+                return t * torch.where(kept, 1.0, slope).to(t.dtype)
+            return torch.ops.aten.leaky_relu_backward(t, kept, slope, how == "result")
 
-        return ctx.rule.backward(g, d, f, torch.relu), None, None, None
+        def f(t: torch.Tensor) -> torch.Tensor:
+            return torch.relu(t) if slope == 0.0 else torch._C._nn.leaky_relu(t, slope)
+
+        return ctx.rule.backward(g, dmul, f, torch.relu), None, None, None
 
 
 def _arg(args: tuple, kwargs: dict, pos: int, name: str, default: Any) -> Any:
