@@ -22,6 +22,8 @@ test: $(STAMP)
 
 bench: $(STAMP)
 	$(BIN)/python benchmarks/bench_torch.py
+	$(BIN)/python benchmarks/bench_keras.py
+	$(BIN)/python benchmarks/bench_targets.py
 
 clean:
 	rm -rf $(VENV) demo-output .pytest_cache

@@ -132,6 +132,11 @@ def main(argv: list[str] | None = None) -> float:
     wall = time.perf_counter() - t_start
     print(f"final test accuracy (seed {TEST_SEED}, n={len(test)}): {acc:.4f}")
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KiB); wall time {wall:.1f}s")
+    if args.out.resolve() == WEIGHTS_PATH.resolve():
+        # Keep the Keras twin's converted copy in step, so Keras users need no torch.
+        from gradsight.demo.keras_model import save_converted_weights
+
+        print(f"wrote {save_converted_weights()} (Keras twin weights)")
     return acc
 
 
