@@ -11,6 +11,7 @@ from helpers import assert_rel
 from torch_nets import FunctionalNet, InplaceReusedNet, make, plain_act
 
 import gradsight as gs
+from gradsight.targets import TopK
 
 
 # --- reference rules: custom autograd functions written here, three lines each ---
@@ -116,6 +117,34 @@ def test_guided_gradcam_matches_reference(net, x):
     up = F.interpolate(cam[:, None], size=(16, 16), mode="bilinear", align_corners=False)
     ref = ref_input_grad(net, x, TARGETS, REF_ACTS["guided_backprop"]) * up.numpy()
     assert_rel(exp.attributions, ref, 1e-5)
+
+
+@pytest.mark.parametrize("gate", [None, "guided"])
+@pytest.mark.parametrize("batched", [True, False], ids=["batched", "loop"])
+@pytest.mark.parametrize("target", [TARGETS, TopK(2)], ids=["classes", "top2"])
+def test_guided_gradcam_is_one_forward_and_equals_its_two_parts(net, x, target, batched, gate, monkeypatch):
+    """One forward pass (plain backward to the layer, guided to the input), the same numbers
+    as gradcam() and guided_backprop() run separately, bit for bit."""
+    from gradsight.backends.torch import backend
+
+    monkeypatch.setattr(backend, "BATCHED_BACKWARD", batched)
+    forwards = []
+    handle = net.register_forward_pre_hook(lambda *_: forwards.append(1))
+    try:
+        exp = gs.guided_gradcam(net, x, target=target, layer=net.cam_layer, gate=gate)
+    finally:
+        handle.remove()
+    assert len(forwards) == 1
+    cam = gs.gradcam(net, x, target=target, layer=net.cam_layer, gate=gate)
+    gb = gs.guided_backprop(net, x, target=target)
+    np.testing.assert_array_equal(exp.extras["cam"], cam.attributions)
+    np.testing.assert_array_equal(exp.targets, cam.targets)
+    np.testing.assert_array_equal(exp.scores, cam.scores)
+    k_axis = isinstance(target, TopK)
+    up = gs.render.resize(cam.attributions.reshape((-1,) + cam.attributions.shape[-2:]), (16, 16))
+    up = up.reshape(cam.attributions.shape[:-2] + (1, 16, 16))
+    assert gb.attributions.shape == ((3, 2, 3, 16, 16) if k_axis else (3, 3, 16, 16))
+    np.testing.assert_array_equal(exp.attributions, gb.attributions * up)
 
 
 def _smoothgrad_ref(model, x, targets, samples, noise, seed, act):

@@ -28,7 +28,7 @@ from typing import Any
 
 from .errors import RuleNotAppliedError, UnknownMethodError, UnsupportedActivationWarning, close_matches
 
-__all__ = ["Rule", "RULES", "RuleReport", "get_rule"]
+__all__ = ["Rule", "RULES", "RuleReport", "RuleSwitch", "get_rule", "layer_switch"]
 
 Tensor = Any
 
@@ -72,6 +72,37 @@ RULES: dict[str, Rule] = {
 }
 
 
+class RuleSwitch:
+    """Two rules over one recorded forward pass: one for the gradient at a layer, one for the input's.
+
+    A backend records the forward pass with this object in place of a :class:`Rule` and
+    sets ``current`` before each backward pass; every rectifier then back-propagates by
+    ``current`` (guided Grad-CAM: plain down to its layer, guided down to the input).
+
+    Attributes
+    ----------
+    input, layer: the rules of the input gradient and of the gradient at the layer.
+    current: the rule the next backward pass takes (``input`` to begin with).
+    name: what reports call it (the rule that is not plain; the input's if neither is plain).
+    """
+
+    def __init__(self, input: Rule, layer: Rule) -> None:
+        self.input, self.layer, self.current = input, layer, input
+        self.name = layer.name if input.name == "plain" else input.name
+
+    def backward(self, g: Tensor, dmul: Callable, f: Callable, relu: Callable) -> Tensor:
+        return self.current.backward(g, dmul, f, relu)
+
+
+def layer_switch(rule: Rule | None, layer_rule: Rule | None) -> RuleSwitch | None:
+    """A :class:`RuleSwitch` when the gradient at a layer takes ``layer_rule`` and the input gradient
+    ``rule`` (None: plain) and the two differ; None when one rule serves both (``layer_rule`` None)."""
+    if layer_rule is None:
+        return None
+    input_rule = RULES["plain"] if rule is None else rule
+    return None if layer_rule == input_rule else RuleSwitch(input_rule, layer_rule)
+
+
 def get_rule(rule: str | Rule) -> Rule:
     """Return the :class:`Rule` named ``rule`` (or ``rule`` itself)."""
     if isinstance(rule, Rule):
@@ -96,7 +127,7 @@ class RuleReport:
     unsupported: calls of other activations (GELU, ELU, ...), which kept their plain gradient.
     """
 
-    def __init__(self, rule: Rule) -> None:
+    def __init__(self, rule: Rule | RuleSwitch) -> None:
         self.rule = rule
         self.overridden: Counter[str] = Counter()
         self.unsupported: Counter[str] = Counter()

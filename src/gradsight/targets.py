@@ -83,8 +83,8 @@ class Target:
 
         ``outputs`` are the model's outputs as numpy (a list for several outputs) and
         ``ids`` the class ids :meth:`scores` returned for them. Methods that run several
-        passes (SmoothGrad on noisy copies, guided Grad-CAM) explain the frozen target
-        in each, so they all explain the same classes, pixels or cells.
+        passes (SmoothGrad on noisy copies) explain the frozen target in each, so they
+        all explain the same classes, pixels or cells.
         """
         return self
 

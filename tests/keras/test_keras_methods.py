@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from typing import Any
 
 import numpy as np
 import pytest
@@ -15,6 +16,7 @@ from keras_nets import SubclassedNet, batch, rectifier_net, vgg_style  # noqa: E
 
 import gradsight as gs  # noqa: E402
 from gradsight.backends.keras import trace  # noqa: E402
+from gradsight.targets import TopK  # noqa: E402
 
 
 def tape_saliency(model: keras.Model, x: np.ndarray, classes: list[int]) -> np.ndarray:
@@ -175,6 +177,39 @@ def test_repeated_calls_do_not_retrace(vgg: keras.Model) -> None:
     assert trace.traces(vgg) == before
     with pytest.raises(gs.TargetError, match="out of range"):  # checked before the compiled call
         gs.saliency(vgg, x, target=[0, 9])
+
+
+class _CountingIdentity(keras.layers.Layer):
+    """Counts the forward passes that run its Python (eager calls, and tracing)."""
+
+    def __init__(self, **kw: Any) -> None:
+        super().__init__(**kw)
+        self.calls = 0
+
+    def call(self, x: tf.Tensor) -> tf.Tensor:
+        self.calls += 1
+        return x
+
+
+@pytest.mark.parametrize("target", [[0, 2, 3], TopK(2)], ids=["classes", "top2"])
+def test_guided_gradcam_is_one_forward_and_equals_its_two_parts(target: Any) -> None:
+    """Guided Grad-CAM traces one forward pass (plain gradient to the layer, guided to the input)
+    and gives gradcam() x guided_backprop() run separately."""
+    keras.utils.set_random_seed(12)
+    model = rectifier_net()  # every rectifier form, LeakyReLUs included
+    counter = _CountingIdentity(name="count")
+    model = keras.Model(model.input, counter(model.output))
+    counter.calls = 0  # building the model called it symbolically
+    x = batch(3)
+    exp = gs.guided_gradcam(model, x, target=target, layer="conv5")
+    assert counter.calls == 1
+    cam = gs.gradcam(model, x, target=target, layer="conv5")
+    gb = gs.guided_backprop(model, x, target=target).attributions
+    assert_rel(exp.extras["cam"], cam.attributions, 1e-6)
+    np.testing.assert_array_equal(exp.targets, cam.targets)
+    c = cam.attributions
+    up = gs.render.resize(c.reshape((-1,) + c.shape[-2:]), (8, 8)).reshape(c.shape[:-2] + (8, 8, 1))
+    assert_rel(exp.attributions, gb * up, 1e-6)
 
 
 def test_callable_target_and_output_selection() -> None:

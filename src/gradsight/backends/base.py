@@ -162,6 +162,7 @@ class Backend(ABC):
         call: int = -1,
         wrt_input: bool = True,
         output: int | str | None = None,
+        layer_rule: Rule | None = None,
     ) -> Gradients:
         """One forward and one backward for the whole batch.
 
@@ -169,6 +170,11 @@ class Backend(ABC):
         ``layer`` (from :meth:`resolve_layer`; ``"auto"`` for the last 4-D spatial layer)
         is captured at its ``call``-th call and the gradient at it returned. With
         ``wrt_input=False`` the backward pass stops at the layer.
+
+        ``layer_rule`` (with a layer): the gradient at the layer is taken by this rule and
+        the input gradient by ``rule`` (None: plain), from the same forward pass; where
+        they differ the backward runs twice, once down to the layer and once to the input
+        (see :class:`~gradsight.rules.RuleSwitch`). None: ``rule`` for both.
         """
 
     @abstractmethod

@@ -66,10 +66,11 @@ def input_heatmaps(bk: Backend, model: Any, attributions: np.ndarray, k_axis: bo
     return None
 
 
-def warn_zero(grad: np.ndarray, outputs: Any, what: str, k_axis: bool = False) -> None:
+def warn_zero(grad: np.ndarray, outputs: Any, what: str, k_axis: bool = False, stacklevel: int = 4) -> None:
     """Warn when a sample's gradient is exactly zero, naming the likely cause.
 
     With ``k_axis`` the gradient is (N, k, ...) and (sample, rank) pairs are reported.
+    ``stacklevel`` as in :func:`warnings.warn`, counted from here (4: a method's caller's caller).
     """
     k = grad.shape[1] if k_axis else 1
     flat = grad.reshape(len(grad) * k, -1)
@@ -91,7 +92,7 @@ def warn_zero(grad: np.ndarray, outputs: Any, what: str, k_axis: bool = False) -
     warnings.warn(
         f"{what}: the gradient is exactly zero for {'(sample, target)' if k_axis else 'sample(s)'} {which[:10]}.{hint}",
         ZeroGradientWarning,
-        stacklevel=4,
+        stacklevel=stacklevel,
     )
 
 

@@ -6,12 +6,17 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import Backend
+from ..backends.base import Backend, Gradients
 from ..errors import ModelError, UnknownOptionError
 from ..targets import Target
 from ._common import MethodResult, finish, per_target, spatial_size, warn_zero
 
 GATES = (None, "guided")
+
+
+def check_gate(gate: str | None) -> None:
+    if gate not in GATES:
+        raise UnknownOptionError(f"gate={gate!r} is not valid; use one of {list(GATES)}.")
 
 
 def gradcam(
@@ -31,12 +36,20 @@ def gradcam(
     ``attributions`` is the map at the layer's resolution, (N, h, w), unnormalised;
     (N, k, h, w) for targets with k scores per sample.
     """
-    if gate not in GATES:
-        raise UnknownOptionError(f"gate={gate!r} is not valid; use one of {list(GATES)}.")
-    from .. import render
-
+    check_gate(gate)
     ref = bk.resolve_layer(model, "auto" if layer is None else layer)
     g = bk.gradients(model, x, target, layer=ref, call=call, wrt_input=False, output=output)
+    return cam_from(bk, model, x, g, gate)
+
+
+def cam_from(bk: Backend, model: Any, x: Any, g: Gradients, gate: str | None, heatmaps: bool = True) -> MethodResult:
+    """Grad-CAM's result from :meth:`Backend.gradients` at a layer (``g.activation``, ``g.layer_grad``).
+
+    ``attributions`` (N, h, w), or (N, k, h, w) for k scores per sample; ``heatmaps`` the
+    maps resized to the input and normalised (None when ``heatmaps=False``).
+    """
+    from .. import render
+
     ops, A, G = bk.ops, g.activation, g.layer_grad
     shape = ops.shape(A)
     if len(shape) != 4:
@@ -55,7 +68,10 @@ def gradcam(
     alpha = ops.mean(G, spatial, keepdims=True)
     cam = ops.numpy(ops.relu(ops.sum(alpha * A, axis=ch))).astype(np.float32)
     targets, scores, outputs = finish(bk, g)
-    warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}", k_axis=multi)
+    # called by a method, one frame deeper than warn_zero expects: point at the same caller
+    warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}", k_axis=multi, stacklevel=5)
     size = spatial_size(bk, model, tuple(ops.shape(x)))
-    heat = per_target(lambda c: render.normalize(render.resize(c, size) if size else c), cam, multi)
+    heat = (
+        per_target(lambda c: render.normalize(render.resize(c, size) if size else c), cam, multi) if heatmaps else None
+    )
     return MethodResult(cam, heat, targets, scores, outputs, layer=g.layer)

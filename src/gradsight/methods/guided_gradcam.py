@@ -8,10 +8,10 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..errors import InputError
+from ..rules import RULES
 from ..targets import Target
-from ._common import MethodResult, input_channel_axis, input_heatmaps, per_target, spatial_size
-from .gradcam import gradcam
-from .guided_backprop import guided_backprop
+from ._common import MethodResult, input_channel_axis, input_heatmaps, per_target, spatial_size, warn_zero
+from .gradcam import cam_from, check_gate
 
 
 def guided_gradcam(
@@ -25,20 +25,29 @@ def guided_gradcam(
     gate: str | None = None,
     output: Any = None,
 ) -> MethodResult:
-    """Guided backprop times the (unnormalised) Grad-CAM map, bilinearly resized to the input."""
+    """Guided backprop times the (unnormalised) Grad-CAM map, bilinearly resized to the input.
+
+    One forward pass: the gradient at the layer is the plain one (Grad-CAM's), the input
+    gradient the guided one; ``extras["cam"]`` is the Grad-CAM map at the layer.
+    """
     from .. import render
 
     size = spatial_size(bk, model, tuple(bk.ops.shape(x)))
     if size is None or len(bk.ops.shape(x)) != 4:
         raise InputError("guided Grad-CAM needs image batches (N, C, H, W) or (N, H, W, C).")
-    cam = gradcam(bk, model, x, target, layer=layer, call=call, gate=gate, output=output)
-    # Explain what Grad-CAM explained: classes (top-1 / top-k), pixels or cells chosen once.
-    gb_target = target.fixed(cam.outputs, bk.ops, cam.targets)
-    gb = guided_backprop(bk, model, x, gb_target, output=output)
+    check_gate(gate)
+    ref = bk.resolve_layer(model, "auto" if layer is None else layer)
+    g = bk.gradients(
+        model, x, target, rule=RULES["guided"], layer=ref, call=call, wrt_input=True, output=output,
+        layer_rule=RULES["plain"],
+    )
+    cam = cam_from(bk, model, x, g, gate, heatmaps=False)
     multi = cam.scores.ndim == 2
+    gb = bk.ops.numpy(g.input_grad).astype(np.float32)
+    warn_zero(gb, cam.outputs, "guided_backprop", k_axis=multi)
     up = per_target(lambda c: render.resize(c, size), cam.attributions, multi)
     axis = input_channel_axis(bk, model)
-    attr = (gb.attributions * np.expand_dims(up, axis + 1 if multi and axis > 0 else axis)).astype(np.float32)
+    attr = (gb * np.expand_dims(up, axis + 1 if multi and axis > 0 else axis)).astype(np.float32)
     return MethodResult(
         attr, input_heatmaps(bk, model, attr, k_axis=multi), cam.targets, cam.scores, cam.outputs, layer=cam.layer,
         extras={"cam": cam.attributions},

@@ -133,15 +133,16 @@ class KerasBackend(Backend):
         call: int = -1,
         wrt_input: bool = True,
         output: int | str | None = None,
+        layer_rule: Rule | None = None,
     ) -> Gradients:
         path = layer if layer is None or layer == "auto" else layer[0]
         if isinstance(output, list):
             output = tuple(output)  # part of the (hashable) cache key
-        req = Request(rule, path, call, wrt_input, output, self._training, self._logits)
+        req = Request(rule, path, call, wrt_input, output, self._training, self._logits, layer_rule)
         out, meta = run(model, req, x, target)
         report: RuleReport | None = meta.get("report")
-        if report is not None and rule is not None:
-            report.check(f"{rule.name} rule on {type(model).__name__}")
+        if report is not None:
+            report.check(f"{report.rule.name} rule on {type(model).__name__}")
         return Gradients(
             outputs=out["outputs"],
             scores=out["scores"],

@@ -30,7 +30,7 @@ import keras.src.activations as _keras_activations_src
 import keras.src.backend as _keras_backend
 import tensorflow as tf
 
-from ...rules import Rule, RuleReport
+from ...rules import Rule, RuleReport, RuleSwitch
 from .capture import wrap_call
 
 __all__ = ["apply_rule", "rectifier", "ACTIVATION_OPS"]
@@ -70,7 +70,7 @@ def _derivative(x: tf.Tensor, dtype: tf.DType, p: Params) -> tf.Tensor:
     return d
 
 
-def rectifier(x: tf.Tensor, forward: Callable[[tf.Tensor], tf.Tensor], p: Params, rule: Rule) -> tf.Tensor:
+def rectifier(x: tf.Tensor, forward: Callable[[tf.Tensor], tf.Tensor], p: Params, rule: Rule | RuleSwitch) -> tf.Tensor:
     """``forward(x)`` whose gradient is ``rule.backward(g, t -> t * f'(x), f, relu)`` (dtype of ``g``)."""
 
     @tf.custom_gradient
@@ -87,7 +87,7 @@ def rectifier(x: tf.Tensor, forward: Callable[[tf.Tensor], tf.Tensor], p: Params
 class _Active:
     """One rule in force on this thread: for one model, counting into one report."""
 
-    rule: Rule
+    rule: Rule | RuleSwitch
     report: RuleReport
     depth: int = 0  # > 0 while the model's forward runs
     busy: int = 0  # > 0 inside an activation being overridden or counted
@@ -225,7 +225,7 @@ def _uninstall() -> None:
 
 
 @contextmanager
-def apply_rule(model: keras.Model, rule: Rule) -> Iterator[RuleReport]:
+def apply_rule(model: keras.Model, rule: Rule | RuleSwitch) -> Iterator[RuleReport]:
     """Within the block, rectifiers run by ``model``'s forward back-propagate by ``rule``.
 
     Yields the :class:`~gradsight.rules.RuleReport` (what was overridden). On exit every

@@ -30,7 +30,7 @@ import numpy as np
 import tensorflow as tf
 
 from ...errors import EagerFallbackWarning, GradsightError, ModelError, NotDifferentiableError
-from ...rules import Rule
+from ...rules import Rule, layer_switch
 from ...targets import CallableTarget, ClassTarget, Target, select_output
 from .capture import PATCHING, capture, capture_auto, chosen, named_layers
 from .models import strip_softmax
@@ -54,6 +54,7 @@ class Request:
     output: int | str | None = None
     training: bool | None = False
     logits: bool = False
+    layer_rule: Rule | None = None  # the gradient at the layer by this rule, the input's by ``rule``
 
 
 def _fed(target: Target | None) -> bool:
@@ -104,10 +105,16 @@ def compute(model: keras.Model, req: Request, x: tf.Tensor, target: Target, ops:
     """Tensors ``outputs, scores, [idx], [input_grad], [activation, layer_grad]`` and Python ``meta``.
 
     Scores (N, k) give gradients (N, k, ...): column j is the gradient of ``scores[:, j]``.
+    With a ``layer_rule`` unlike ``rule`` the forward pass is recorded once with a
+    :class:`~gradsight.rules.RuleSwitch` and the tape differentiated twice (to the layer,
+    then to the input); a custom gradient's Python runs at each ``tape.gradient`` call
+    (while tracing, when compiled), so each pass sees the rule current at that call.
     """
     layer = dict(named_layers(model)).get(req.layer) if req.layer not in (None, "auto") else None
+    switch = layer_switch(req.rule, req.layer_rule) if req.layer is not None else None
+    rule = switch if switch is not None else req.rule
     with PATCHING, ExitStack() as stack:
-        report = stack.enter_context(apply_rule(model, req.rule)) if req.rule is not None else None
+        report = stack.enter_context(apply_rule(model, rule)) if rule is not None else None
         if req.logits:
             stack.enter_context(strip_softmax(model))
         auto = stack.enter_context(capture_auto(model)) if req.layer == "auto" else None
@@ -122,7 +129,14 @@ def compute(model: keras.Model, req: Request, x: tf.Tensor, target: Target, ops:
 
     what = (["input"] if req.wrt_input else []) + ([f"layer {name!r}"] if activation is not None else [])
     sources = ([x] if req.wrt_input else []) + ([activation] if activation is not None else [])
-    grads = _gradients(tape, scores, total, sources) if sources else []
+    if switch is None or activation is None:
+        grads = _gradients(tape, scores, total, sources) if sources else []
+    else:
+        switch.current = switch.layer
+        grads = _gradients(tape, scores, total, [activation])
+        if req.wrt_input:
+            switch.current = switch.input
+            grads = _gradients(tape, scores, total, [x]) + grads
     del tape
     for g, w in zip(grads, what):
         if g is None:

@@ -10,7 +10,7 @@ import numpy as np
 import torch
 
 from ...errors import InputError, ModelError, NotDifferentiableError
-from ...rules import Rule
+from ...rules import Rule, layer_switch
 from ...targets import Target, select_output
 from ..base import Backend, Gradients, Ops
 from .capture import auto_layer_error, capture, capture_auto, is_spatial, resolve_layer
@@ -98,6 +98,13 @@ def _per_column_grads(scores: torch.Tensor, wrt: list[torch.Tensor]) -> tuple[to
         cols = [torch.autograd.grad(scores[:, j].sum(), wrt, retain_graph=True, allow_unused=True) for j in range(k)]
         grads = tuple(None if cols[0][i] is None else torch.stack([c[i] for c in cols]) for i in range(len(wrt)))
     return tuple(None if g is None else g.movedim(0, 1) for g in grads)
+
+
+def _grads(scores: torch.Tensor, wrt: list[torch.Tensor], retain: bool) -> tuple[torch.Tensor | None, ...]:
+    """d scores / d w for each w: (N,) scores summed over the batch, (N, k) scores per column."""
+    if scores.dim() == 2:  # k targets per sample
+        return _per_column_grads(scores, wrt)
+    return torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain)
 
 
 def _check_tensors(outputs: Any) -> Any:
@@ -204,12 +211,15 @@ class TorchBackend(Backend):
         call: int = -1,
         wrt_input: bool = True,
         output: int | str | None = None,
+        layer_rule: Rule | None = None,
     ) -> Gradients:
         # The input always requires grad so that models with frozen parameters still
         # build a graph; autograd.grad below computes only the requested gradients.
         xin = x.detach().requires_grad_(True)
+        switch = layer_switch(rule, layer_rule) if layer is not None else None
+        applied = switch if switch is not None else rule
         with ExitStack() as stack:
-            report = stack.enter_context(apply_rule(model, rule)) if rule is not None else None
+            report = stack.enter_context(apply_rule(model, applied)) if applied is not None else None
             cap = auto = None
             if layer == "auto":
                 auto = stack.enter_context(capture_auto(model))
@@ -217,7 +227,7 @@ class TorchBackend(Backend):
                 cap = stack.enter_context(capture(layer[1], layer[0]))
             raw = model(xin)
             if report is not None:
-                report.check(f"{rule.name} rule on {type(model).__name__}")
+                report.check(f"{applied.name} rule on {type(model).__name__}")
         outputs = _check_tensors(select_output(raw, output))
         scores, idx = target.scores(outputs, self.ops)
 
@@ -233,7 +243,7 @@ class TorchBackend(Backend):
                 # with a copying capture of that one layer (the rare case pays a second pass).
                 return self.gradients(
                     model, x, target, rule=rule, layer=resolve_layer(model, name), call=call,
-                    wrt_input=wrt_input, output=output,
+                    wrt_input=wrt_input, output=output, layer_rule=layer_rule,
                 )
             activation = chosen.tensor
         elif cap is not None:
@@ -249,10 +259,16 @@ class TorchBackend(Backend):
                 "autograd (detach(), numpy, argmax or integer ops inside the model?). gradsight needs a model "
                 "whose output is computed with differentiable torch operations."
             )
-        if scores.dim() == 2:  # k targets per sample
-            grads = _per_column_grads(scores, wrt)
+        if switch is None:
+            grads = _grads(scores, wrt, retain=False)
         else:
-            grads = torch.autograd.grad(scores.sum(), wrt, allow_unused=True)
+            # One forward, two backward passes on its graph: down to the layer only, by the
+            # layer's rule, then down to the input by the input's (activation is not None here).
+            switch.current = switch.layer
+            grads = _grads(scores, [activation], retain=wrt_input)
+            if wrt_input:
+                switch.current = switch.input
+                grads = _grads(scores, [xin], retain=False) + grads
         for g, what in zip(grads, (["input"] if wrt_input else []) + ([f"layer {name!r}"] if activation is not None else [])):
             if g is None:
                 raise NotDifferentiableError(

@@ -17,7 +17,7 @@ import torch
 import torch.nn.functional as F
 from torch.overrides import TorchFunctionMode
 
-from ...rules import Rule, RuleReport
+from ...rules import Rule, RuleReport, RuleSwitch
 
 __all__ = ["RuleReport", "apply_rule"]
 
@@ -49,7 +49,7 @@ class _RectifierRule(torch.autograd.Function):
     """
 
     @staticmethod
-    def forward(ctx: Any, x: torch.Tensor, slope: float, inplace: bool, rule: Rule) -> torch.Tensor:
+    def forward(ctx: Any, x: torch.Tensor, slope: float, inplace: bool, rule: Rule | RuleSwitch) -> torch.Tensor:
         # sign(f(x)) == sign(x) unless the slope is negative; an in-place LeakyReLU with a
         # negative slope overwrites x, so only that case keeps a mask, taken first.
         mask = x > 0 if slope < 0.0 and inplace else None
@@ -120,7 +120,7 @@ class _RuleMode(TorchFunctionMode):
 
 
 @contextmanager
-def apply_rule(model: torch.nn.Module, rule: Rule) -> Iterator[RuleReport]:
+def apply_rule(model: torch.nn.Module, rule: Rule | RuleSwitch) -> Iterator[RuleReport]:
     """Within the block, rectifiers called by ``model``'s forward back-propagate by ``rule``.
 
     Yields a :class:`RuleReport`. The model is not modified, beyond two hooks on its root
