@@ -166,3 +166,17 @@ def test_module_relu_net_layers_listing():
     rows = backend_for(net).layers(net, torch.zeros(1, 3, 8, 8))
     assert [r[0] for r in rows][:3] == ["features.0", "features.1", "features.2"]
     assert rows[-1][2] == (1, 7)
+
+
+def test_warnings_point_at_the_callers_line():
+    import warnings as w
+
+    torch.manual_seed(0)
+    model = nn.Sequential(nn.Linear(4, 3), nn.Softmax(dim=1))
+    with torch.no_grad():
+        model[0].weight.mul_(1000)
+    for call in (lambda: gs.saliency(model, torch.randn(2, 4) * 10), lambda: gs.explain(model, torch.randn(2, 4) * 10, "smoothgrad", samples=2)):
+        with w.catch_warnings(record=True) as caught:
+            w.simplefilter("always")
+            call()
+        assert caught and all(c.filename == __file__ for c in caught), [c.filename for c in caught]

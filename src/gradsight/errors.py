@@ -7,6 +7,9 @@ the closest valid names.
 from __future__ import annotations
 
 import difflib
+import os
+import sys
+import warnings
 from collections.abc import Iterable
 
 __all__ = [
@@ -26,7 +29,18 @@ __all__ = [
     "SaturationWarning",
     "EagerFallbackWarning",
     "close_matches",
+    "warn",
 ]
+
+_PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+
+
+def warn(message: str, category: type[Warning]) -> None:
+    """``warnings.warn`` pointing at the user's line: the first frame outside gradsight."""
+    level, frame = 2, sys._getframe(1)
+    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+        frame, level = frame.f_back, level + 1
+    warnings.warn(message, category, stacklevel=level)
 
 
 def close_matches(word: str, choices: Iterable[str], n: int = 5) -> str:

@@ -20,13 +20,12 @@ the maths is written once.
 
 from __future__ import annotations
 
-import warnings
 from collections import Counter
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import RuleNotAppliedError, UnknownMethodError, UnsupportedActivationWarning, close_matches
+from .errors import RuleNotAppliedError, UnknownMethodError, UnsupportedActivationWarning, close_matches, warn
 
 __all__ = ["Rule", "RULES", "RuleReport", "RuleSwitch", "get_rule", "layer_switch"]
 
@@ -140,11 +139,10 @@ class RuleReport:
         """Raise :class:`RuleNotAppliedError` when nothing was overridden; warn about activations left plain."""
         if self.unsupported:
             names = ", ".join(f"{k} x{v}" for k, v in sorted(self.unsupported.items()))
-            warnings.warn(
+            warn(
                 f"{what}: the {self.rule.name!r} rule covers ReLU and LeakyReLU; these activations kept "
                 f"their plain gradient: {names}.",
                 UnsupportedActivationWarning,
-                stacklevel=3,
             )
         if not self.count:
             raise RuleNotAppliedError(

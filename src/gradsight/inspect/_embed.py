@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Sequence
 from contextlib import nullcontext
 from pathlib import Path
@@ -10,7 +9,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GradsightWarning, InputError, UnknownOptionError
+from ..errors import GradsightWarning, InputError, UnknownOptionError, warn
 
 __all__ = ["embed", "plot_embedding", "METHODS"]
 
@@ -97,8 +96,7 @@ def embed(
 
     most = max(1.0, (len(x) - 1) / 3)
     if perplexity > most:
-        warnings.warn(f"perplexity {perplexity} is too large for {len(x)} samples; using {most:.3g}.",
-                      GradsightWarning, stacklevel=2)
+        warn(f"perplexity {perplexity} is too large for {len(x)} samples; using {most:.3g}.", GradsightWarning)
         perplexity = most
     tsne = TSNE(n_components=2, perplexity=perplexity, init="pca", learning_rate="auto", random_state=seed)
     # On small sets each of t-SNE's ~1000 steps is too short for OpenMP threads to pay off, and

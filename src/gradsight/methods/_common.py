@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from dataclasses import dataclass, field
 from typing import Any
 
@@ -10,7 +9,7 @@ import numpy as np
 
 from .. import targets as targets_module
 from ..backends.base import Backend, Gradients
-from ..errors import ZeroGradientWarning
+from ..errors import ZeroGradientWarning, warn
 
 __all__ = ["MethodResult", "input_heatmaps", "spatial_size", "warn_zero", "finish", "outputs_numpy", "per_target"]
 
@@ -66,11 +65,10 @@ def input_heatmaps(bk: Backend, model: Any, attributions: np.ndarray, k_axis: bo
     return None
 
 
-def warn_zero(grad: np.ndarray, outputs: Any, what: str, k_axis: bool = False, stacklevel: int = 4) -> None:
+def warn_zero(grad: np.ndarray, outputs: Any, what: str, k_axis: bool = False) -> None:
     """Warn when a sample's gradient is exactly zero, naming the likely cause.
 
     With ``k_axis`` the gradient is (N, k, ...) and (sample, rank) pairs are reported.
-    ``stacklevel`` as in :func:`warnings.warn`, counted from here (4: a method's caller's caller).
     """
     k = grad.shape[1] if k_axis else 1
     flat = grad.reshape(len(grad) * k, -1)
@@ -89,10 +87,9 @@ def warn_zero(grad: np.ndarray, outputs: Any, what: str, k_axis: bool = False, s
         else " Usually a saturated output (softmax/sigmoid): explain logits instead; or the target does "
         "not depend on this part of the network."
     )
-    warnings.warn(
+    warn(
         f"{what}: the gradient is exactly zero for {'(sample, target)' if k_axis else 'sample(s)'} {which[:10]}.{hint}",
         ZeroGradientWarning,
-        stacklevel=stacklevel,
     )
 
 

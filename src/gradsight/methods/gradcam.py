@@ -69,7 +69,7 @@ def cam_from(bk: Backend, model: Any, x: Any, g: Gradients, gate: str | None, he
     cam = ops.numpy(ops.relu(ops.sum(alpha * A, axis=ch))).astype(np.float32)
     targets, scores, outputs = finish(bk, g)
     # called by a method, one frame deeper than warn_zero expects: point at the same caller
-    warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}", k_axis=multi, stacklevel=5)
+    warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}", k_axis=multi)
     size = spatial_size(bk, model, tuple(ops.shape(x)))
     heat = (
         per_target(lambda c: render.normalize(render.resize(c, size) if size else c), cam, multi) if heatmaps else None

@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import warnings
 from collections.abc import Iterator
 from contextlib import ExitStack, contextmanager
 from typing import Any
@@ -11,7 +10,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ...errors import InputError, ModelError, SaturationWarning
+from ...errors import InputError, ModelError, SaturationWarning, warn
 from ...rules import Rule, RuleReport
 from ...targets import Target
 from ..base import Backend, Gradients
@@ -67,11 +66,10 @@ class KerasBackend(Backend):
         _check_model(model)
         softmax = require_final_softmax(model) if logits else final_softmax(model)
         if softmax is not None and not logits:
-            warnings.warn(
+            warn(
                 f"the model's last layer {softmax.name!r} applies a softmax: gradients of probabilities saturate "
                 "(near-zero or misleading maps). Pass logits=True to explain the pre-softmax scores.",
                 SaturationWarning,
-                stacklevel=4,
             )
         saved = self._training, self._logits
         self._training, self._logits = (False if eval_mode else None), logits

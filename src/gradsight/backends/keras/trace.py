@@ -17,7 +17,6 @@ request, with one warning per model.
 from __future__ import annotations
 
 import re
-import warnings
 import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
@@ -29,7 +28,7 @@ import keras
 import numpy as np
 import tensorflow as tf
 
-from ...errors import EagerFallbackWarning, GradsightError, ModelError, NotDifferentiableError
+from ...errors import EagerFallbackWarning, GradsightError, ModelError, NotDifferentiableError, warn
 from ...rules import Rule, layer_switch
 from ...targets import CallableTarget, ClassTarget, Target, select_output
 from .capture import PATCHING, capture, capture_auto, chosen, named_layers
@@ -237,12 +236,11 @@ def run(model: keras.Model, req: Request, x: tf.Tensor, target: Target) -> tuple
             return result
         _WARNED.add(model)
         why = " ".join(re.sub(r"\x1b\[[0-9;]*m", "", str(exc)).split())
-        warnings.warn(
+        warn(
             f"gradsight could not trace this {type(model).__name__} with tf.function ({type(exc).__name__}: "
             f"{why[:300]}); it runs eagerly, which is slower. Models whose call uses .numpy() or Python control "
             "flow on tensor values cannot be traced.",
             EagerFallbackWarning,
-            stacklevel=4,
         )
         return result
 
