@@ -48,6 +48,11 @@ def test_call_index_out_of_range(net, x):
         gs.gradcam(net, x, layer="relu", call=5)
 
 
+def test_call_index_out_of_range_with_auto_layer(net, x):
+    with pytest.raises(gs.LayerNotCalledError, match=r"'leaky' was called 1 time\(s\).*call=5"):
+        gs.gradcam(net, x, call=5)
+
+
 def test_gradcam_layer_must_be_spatial(net, x):
     with pytest.raises(gs.ModelError, match=r"4-D output .*'fc' gives \(2, 5\)"):
         gs.gradcam(net, x, layer="fc")

@@ -12,7 +12,7 @@ import torch
 from ...errors import InputError, ModelError, NotDifferentiableError
 from ...rules import Rule, layer_switch
 from ...targets import Target, select_output
-from ..base import Backend, Gradients, Ops
+from ..base import Backend, Capture, Gradients, Ops
 from .capture import auto_layer_error, capture, capture_auto, is_spatial, resolve_layer
 from .rules import apply_rule
 
@@ -237,7 +237,7 @@ class TorchBackend(Backend):
                 raise auto_layer_error(model)
             name = auto[-1].name
             seen = [s for s in auto if s.name == name]
-            chosen = seen[call] if -len(seen) <= call < len(seen) else seen[-1]
+            chosen = Capture(name, seen).get(call)  # same range check as an explicit layer
             if chosen.tensor._version != chosen.version:
                 # An in-place op changed the layer's output after it was recorded: run again
                 # with a copying capture of that one layer (the rare case pays a second pass).
