@@ -86,8 +86,8 @@ def settings(quick: bool, repeats: int | None) -> list[Setting]:
     # depend on the number of images.
     return [
         Setting("resnet50", "ResNet-50", (8, 3, 224, 224), "layer4", 2, 8, 8, repeats or 5, 1000),
-        Setting("cifar-module", "CIFAR ResNet-20, nn.ReLU", (64, 3, 32, 32), "layer3", 64, 8, 128, repeats or 10),
-        Setting("cifar-functional", "CIFAR ResNet-20, F.relu", (64, 3, 32, 32), "layer3", 64, 8, 128, repeats or 10),
+        Setting("cifar-module", "CIFAR ResNet-20, nn.ReLU", (64, 3, 32, 32), "layer3", 64, 8, 128, repeats or 25),
+        Setting("cifar-functional", "CIFAR ResNet-20, F.relu", (64, 3, 32, 32), "layer3", 64, 8, 128, repeats or 25),
     ]
 
 
@@ -565,7 +565,7 @@ def report(
 def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny sizes and 1 repeat: checks that the script runs")
-    p.add_argument("--repeats", type=int, default=None, help="timed rounds per group (default: 5 for ResNet-50, 10 for CIFAR; 1 with --quick)")
+    p.add_argument("--repeats", type=int, default=None, help="timed rounds per group (default: 5 for ResNet-50, 25 for CIFAR (short calls, noisier); 1 with --quick)")
     p.add_argument("--only", choices=["resnet50", "cifar-module", "cifar-functional"], action="append", help="run only these models")
     p.add_argument("--no-memory", action="store_true", help="skip the SmoothGrad peak-memory probes")
     p.add_argument("--threads", type=int, default=None, help="torch.set_num_threads (default: torch's own choice)")

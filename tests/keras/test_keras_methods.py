@@ -305,3 +305,8 @@ def test_layers_lists_every_call_in_order() -> None:
     names = [r[0] for r in rows]
     assert names.index("base/b_conv1") < names.index("base") < names.index("conv4") < names.index("fc2")
     assert dict((r[0], r[2]) for r in rows)["base/b_conv3"] == (1, 8, 8, 6)
+
+
+def test_call_index_out_of_range_with_auto_layer() -> None:
+    with pytest.raises(gs.LayerNotCalledError, match=r"called 1 time\(s\).*call=5"):
+        gs.gradcam(rectifier_net(), batch(1), target=0, call=5)

@@ -195,7 +195,7 @@ def chosen(
             raise auto_layer_error(model)
         name = auto[-1][0]
         seen = [t for p, t in auto if p == name]
-        return (seen[call] if -len(seen) <= call < len(seen) else seen[-1]), name
+        return Capture(name, seen).get(call), name  # same range check as an explicit layer
     if cap is None:
         return None, None
     activation = cap.get(call)
