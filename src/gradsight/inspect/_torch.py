@@ -18,6 +18,8 @@ import numpy as np
 import torch
 from torch import nn
 
+from ..backends.torch.capture import hooked
+
 DENSE = "nn.Linear"
 
 __all__ = ["DENSE", "dense_layers", "dense_params", "conv_layers", "conv_kernel", "weights", "record_inputs", "run"]
@@ -78,19 +80,16 @@ def record_inputs(modules: list[tuple[str, nn.Module]]) -> Iterator[list[tuple[s
     in-place op later in the forward pass cannot change what was recorded.
     """
     seen: list[tuple[str, torch.Tensor]] = []
-    handles = []
 
-    for name, module in modules:
-        def hook(mod: nn.Module, args: tuple[Any, ...], _name: str = name) -> None:
+    def hook_for(name: str) -> Any:
+        def hook(mod: nn.Module, args: tuple[Any, ...]) -> None:
             if args and isinstance(args[0], torch.Tensor):
-                seen.append((_name, args[0].detach().clone()))
+                seen.append((name, args[0].detach().clone()))
 
-        handles.append(module.register_forward_pre_hook(hook))
-    try:
+        return hook
+
+    with hooked(modules, hook_for, pre=True):
         yield seen
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def run(model: nn.Module, x: torch.Tensor) -> None:

@@ -13,7 +13,7 @@ from ...errors import InputError, ModelError, NotDifferentiableError
 from ...rules import Rule, layer_switch
 from ...targets import Target, select_output
 from ..base import Backend, Capture, Gradients, Ops
-from .capture import auto_layer_error, capture, capture_auto, is_spatial, resolve_layer
+from .capture import auto_layer_error, capture, capture_auto, hooked, is_spatial, resolve_layer
 from .rules import apply_rule
 
 __all__ = ["TorchBackend", "TorchOps"]
@@ -311,20 +311,13 @@ class TorchBackend(Backend):
 
     def layers(self, model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
         rows: list[tuple[str, str, tuple[int, ...] | None]] = []
-        handles = []
-        for name, module in model.named_modules():
-            if module is model:
-                continue
 
-            def hook(mod: Any, inputs: Any, out: Any, _name: str = name) -> None:
-                shape = tuple(out.shape) if isinstance(out, torch.Tensor) else None
-                rows.append((_name, type(mod).__name__, shape))
+        def hook_for(name: str) -> Any:
+            def hook(mod: Any, inputs: Any, out: Any) -> None:
+                rows.append((name, type(mod).__name__, tuple(out.shape) if isinstance(out, torch.Tensor) else None))
 
-            handles.append(module.register_forward_hook(hook))
-        try:
-            with torch.no_grad():
-                model(x)
-        finally:
-            for h in handles:
-                h.remove()
+            return hook
+
+        with hooked(((n, m) for n, m in model.named_modules() if m is not model), hook_for), torch.no_grad():
+            model(x)
         return rows

@@ -8,7 +8,7 @@ change the captured value. The hook is removed on exit, whatever happens.
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Iterable, Iterator
 from contextlib import contextmanager
 from dataclasses import dataclass
 from typing import Any
@@ -18,7 +18,24 @@ import torch
 from ...errors import LayerNotCalledError, LayerNotFoundError, ModelError, close_matches
 from ..base import Capture
 
-__all__ = ["Capture", "capture", "capture_auto", "resolve_layer", "is_spatial"]
+__all__ = ["Capture", "capture", "capture_auto", "hooked", "resolve_layer", "is_spatial"]
+
+
+@contextmanager
+def hooked(
+    modules: Iterable[tuple[str, torch.nn.Module]], hook_for: Callable[[str], Callable[..., Any]], pre: bool = False
+) -> Iterator[None]:
+    """Register ``hook_for(name)`` as a forward (``pre``: forward-pre) hook on each named
+    module for the duration of the block; every hook is removed on exit, whatever happens."""
+    handles = []
+    try:
+        for name, module in modules:
+            register = module.register_forward_pre_hook if pre else module.register_forward_hook
+            handles.append(register(hook_for(name)))
+        yield
+    finally:
+        for h in handles:
+            h.remove()
 
 
 def resolve_layer(model: torch.nn.Module, layer: Any) -> tuple[str, torch.nn.Module] | None:
@@ -83,22 +100,16 @@ def capture_auto(model: torch.nn.Module) -> Iterator[list[_Seen]]:
     tensor's version counter to detect an in-place change after the layer.
     """
     seen: list[_Seen] = []
-    handles = []
 
-    for name, module in model.named_modules():
-        if module is model:
-            continue
-
-        def hook(mod: torch.nn.Module, inputs: Any, output: Any, _name: str = name) -> None:
+    def hook_for(name: str) -> Callable[..., None]:
+        def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:
             if is_spatial(output):
-                seen.append(_Seen(_name, output, output._version))
+                seen.append(_Seen(name, output, output._version))
 
-        handles.append(module.register_forward_hook(hook))
-    try:
+        return hook
+
+    with hooked(((n, m) for n, m in model.named_modules() if m is not model), hook_for):
         yield seen
-    finally:
-        for h in handles:
-            h.remove()
 
 
 def auto_layer_error(model: torch.nn.Module) -> LayerNotCalledError:
