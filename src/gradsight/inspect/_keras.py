@@ -14,6 +14,8 @@ from typing import Any
 import keras
 import numpy as np
 
+from ..backends.keras.capture import wrap_call
+
 DENSE = "Dense"
 
 __all__ = ["DENSE", "dense_layers", "dense_params", "conv_layers", "conv_kernel", "weights", "record_inputs", "run"]
@@ -83,26 +85,19 @@ def record_inputs(layers: list[tuple[str, Any]]) -> Iterator[list[tuple[str, Any
     """
     seen: list[tuple[str, Any]] = []
 
-    def shadow(path: str, layer: Any) -> Iterator[None]:
-        had, old = "call" in layer.__dict__, layer.__dict__.get("call")
-        call: Callable[..., Any] = layer.call
+    def recorder(path: str) -> Callable[[Callable], Callable]:
+        def make(call: Callable) -> Callable:
+            def recording(*args: Any, **kwargs: Any) -> Any:
+                seen.append((path, args[0] if args else kwargs.get("inputs")))
+                return call(*args, **kwargs)
 
-        def recording(*args: Any, **kwargs: Any) -> Any:
-            seen.append((path, args[0] if args else kwargs.get("inputs")))
-            return call(*args, **kwargs)
+            return recording
 
-        object.__setattr__(layer, "call", recording)  # bypasses Keras' attribute tracking
-        try:
-            yield
-        finally:
-            if had:
-                object.__setattr__(layer, "call", old)
-            else:
-                object.__delattr__(layer, "call")
+        return make
 
     with ExitStack() as stack:
         for path, layer in layers:
-            stack.enter_context(contextmanager(shadow)(path, layer))
+            stack.enter_context(wrap_call(layer, recorder(path)))
         yield seen
 
 
