@@ -17,6 +17,7 @@ from .api import (
     backward_rule,
     deconvnet,
     explain,
+    predict,
     gradcam,
     guided_backprop,
     guided_gradcam,
@@ -45,6 +46,7 @@ __version__ = "0.1.0"
 
 __all__ = [
     "explain",
+    "predict",
     "saliency",
     "smoothgrad",
     "deconvnet",

@@ -6,6 +6,8 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
+import numpy as np
+
 from .backends.base import backend_for
 from .explanation import Explanation
 from .methods import METHODS, get_method
@@ -14,6 +16,7 @@ from .targets import as_target
 
 __all__ = [
     "explain",
+    "predict",
     "backward_rule",
     "saliency",
     "smoothgrad",
@@ -103,6 +106,35 @@ def explain(
         options={k: v for k, v in options.items() if k != "layer"},
         extras=result.extras,
     )
+
+
+def predict(
+    model: Any,
+    x: Any,
+    *,
+    output: int | str | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    batch_size: int | None = None,
+) -> np.ndarray:
+    """The model's (selected) output for the batch ``x`` as float32 numpy, forward only.
+
+    Features built on the api (evaluation, data-set jobs, the viewer) call this instead of
+    reaching into a backend. ``x`` is in the model's layout, already preprocessed; with
+    ``batch_size`` it goes through the model in chunks of that many samples (results are
+    concatenated along the batch axis). ``output``, ``eval_mode`` and ``logits`` as in
+    :func:`explain`. The model is left exactly as it was.
+    """
+    bk = backend_for(model)
+    n = len(x)
+    step = n if not batch_size or batch_size >= n else int(batch_size)
+    parts: list[np.ndarray] = []
+    with bk.session(model, eval_mode=eval_mode, logits=logits):
+        for start in range(0, max(n, 1), max(step, 1)):
+            xt = bk.prepare_input(model, x[start : start + step])
+            out = bk.forward(model, xt, output=output)
+            parts.append(np.asarray(bk.ops.numpy(out), dtype=np.float32))
+    return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
 def _method_function(name: str) -> Any:
