@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from ._locks import locked
 from .backends.base import backend_for
 from .explanation import Explanation
 from .methods import METHODS, get_method
@@ -91,7 +92,7 @@ def explain(
     tgt = as_target(target)
     output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
-    with bk.session(model, eval_mode=eval_mode, logits=logits):
+    with locked(model), bk.session(model, eval_mode=eval_mode, logits=logits):  # one call per model at a time
         xt = bk.prepare_input(model, x)
         result = spec.fn(bk, model, xt, tgt, output=output, **options)
     return Explanation(
@@ -129,7 +130,7 @@ def predict(
     n = len(x)
     step = n if not batch_size or batch_size >= n else int(batch_size)
     parts: list[np.ndarray] = []
-    with bk.session(model, eval_mode=eval_mode, logits=logits):
+    with locked(model), bk.session(model, eval_mode=eval_mode, logits=logits):
         for start in range(0, max(n, 1), max(step, 1)):
             xt = bk.prepare_input(model, x[start : start + step])
             out = bk.forward(model, xt, output=output)
@@ -176,5 +177,5 @@ def backward_rule(model: Any, rule: str | Rule) -> Iterator[Any]:
     ...     model(x)[:, 3].sum().backward()
     """
     r = get_rule(rule)
-    with backend_for(model).backward_rule(model, r) as report:
+    with locked(model), backend_for(model).backward_rule(model, r) as report:
         yield report
