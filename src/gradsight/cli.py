@@ -15,6 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
+from . import cli_io
 from .errors import GradsightError, InputError
 
 __all__ = ["main", "build_parser"]
@@ -98,6 +99,8 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--samples", type=int, help="noisy copies (default: 50)")
     sg.add_argument("--noise", type=float, help="noise level, a fraction of the input's range (default: 0.15)")
     ex.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default: 8)")
+    cli_io.add_write_options(ex)  # --overwrite, --quiet
+    cli_io.add_image_options(ex)  # --resize
 
     ly = subs.add_parser(
         "layers", parents=[model, debug], help="list a model's layers and output shapes",
@@ -115,6 +118,7 @@ def build_parser() -> argparse.ArgumentParser:
     dm.add_argument("--framework", choices=("torch", "keras"), default="torch",
                     help="the PyTorch model (default) or its Keras twin")
     dm.add_argument("--n", type=int, default=6, metavar="N", help="number of images (default: 6)")
+    cli_io.add_write_options(dm)
     from .inspect._cli import register as register_inspect  # embed, filters, units, weights
 
     register_inspect(subs, parents=[debug])
@@ -175,46 +179,19 @@ def _load(args: argparse.Namespace) -> tuple[Any, Any]:
 
 
 def _check_images(paths: Sequence[str]) -> list[Path]:
-    """Fail on the first missing or unreadable image before any work (Pillow reads only headers here)."""
-    out = []
-    for p in paths:
-        path = Path(p)
-        if not path.exists():
-            raise InputError(f"image file not found: {p}")
-        if path.is_dir():
-            raise InputError(f"{p} is a folder; pass image files (e.g. {p}/*.png)")
-        _open_image(path).close()
-        out.append(path)
-    return out
+    """Fail on the first missing, unreadable or undecodable image before any work."""
+    return cli_io.check_images(paths)  # decodes every file: a truncated one fails before the first output
 
 
-def _open_image(path: Path) -> Any:
-    from PIL import Image, UnidentifiedImageError
-
-    try:
-        return Image.open(path)
-    except UnidentifiedImageError:
-        raise InputError(f"cannot read {path}: not an image file Pillow can open") from None
-    except OSError as exc:
-        raise InputError(f"cannot read image {path}: {_one_line(exc)}") from None
-
-
-def _read_image(path: Path) -> Any:
-    with _open_image(path) as im:
-        try:
-            return im.convert("RGB")
-        except OSError as exc:  # a truncated or corrupt file fails only when decoded
-            raise InputError(f"cannot read image {path}: {_one_line(exc)}") from None
+def _read_image(path: Path, resize: str = "squash") -> Any:
+    return cli_io.square(cli_io.read_image(path), resize)  # 16-bit scaled, EXIF upright, --resize
 
 
 def _stems(paths: Sequence[Path]) -> list[str]:
-    """Output names: the file stems, made unique (a/x.png, b/x.png -> x, x_2)."""
-    seen: dict[str, int] = {}
-    out = []
-    for p in paths:
-        seen[p.stem] = seen.get(p.stem, 0) + 1
-        out.append(p.stem if seen[p.stem] == 1 else f"{p.stem}_{seen[p.stem]}")
-    return out
+    """Output names: the file stems, made unique from the paths (a/x.png, b/x.png -> a_x, b_x)."""
+    from .outputs import output_names
+
+    return output_names(paths)
 
 
 def _parse_target(text: str) -> int | None:
@@ -243,14 +220,16 @@ def _explain(args: argparse.Namespace) -> None:
         return explain_detector(args)
     methods = list(METHODS) if args.method == "all" else [get_method(args.method).name]
     target = _parse_target(args.target)
-    if args.size is not None and args.size < 8:
-        raise InputError(f"--size must be at least 8 pixels; got {args.size}")
+    cli_io.check_size(args.size)
     if args.batch_size < 1:
         raise InputError(f"--batch-size must be at least 1; got {args.batch_size}")
     if not 0.0 <= args.alpha <= 1.0:
         raise InputError(f"--alpha must be in [0, 1]; got {args.alpha}")
     render.colorize(np.zeros((1, 1)), args.cmap)  # an unknown colormap fails now, not after the work
     paths = _check_images(args.images)
+    names = _stems(paths)
+    suffixes = ["grid"] if args.method == "all" else methods
+    cli_io.check_outputs(args, [Path(args.out) / f"{n}_{s}.png" for n in names for s in suffixes], paths)
 
     model, info = _load(args)
     size = args.size or info.input_size or DEFAULT_SIZE
@@ -269,14 +248,14 @@ def _explain(args: argparse.Namespace) -> None:
     titles = [TITLES["input"]] + [TITLES[m] for m in methods]
     out = Path(args.out)
     out.mkdir(parents=True, exist_ok=True)
-    names = _stems(paths)
+    cli_io.print_mapping(paths, names)
 
     # One step per image and method, so the bar moves within a batch too.
-    bar = tqdm(total=len(paths) * len(methods), unit="map", file=sys.stderr, disable=len(paths) < 2, leave=False)
+    bar = cli_io.progress(len(paths) * len(methods), "map", args)
     with bar:
         for start in range(0, len(paths), args.batch_size):
             chunk = paths[start:start + args.batch_size]
-            originals = [_read_image(p) for p in chunk]
+            originals = [_read_image(p, args.resize) for p in chunk]
             small = np.stack([np.asarray(im.resize((size, size), Image.Resampling.BILINEAR)) for im in originals])
             shown = np.stack([np.asarray(im.resize((draw, draw), Image.Resampling.BICUBIC)) for im in originals])
             x = preprocess(small, prep, info.layout)
@@ -357,5 +336,6 @@ def _demo(args: argparse.Namespace) -> None:
     if args.n < 1:
         raise InputError(f"--n must be at least 1; got {args.n}")
     t0 = time.perf_counter()
+    cli_io.check_outputs(args, [Path(args.out) / "demo_grid.png"], patterns=[(Path(args.out), "demo_[0-9]*.png")])
     run_demo(args.out, framework=args.framework, n=args.n)
     print(f"done in {time.perf_counter() - t0:.1f} s")

@@ -94,6 +94,11 @@ def explain_detector(args: argparse.Namespace) -> None:
         raise InputError(f"--alpha must be in [0, 1]; got {args.alpha}")
     render.colorize(np.zeros((1, 1)), args.cmap)
     paths = _check_images(args.images)
+    from . import cli_io
+
+    cli_io.check_size(args.size)
+    suffixes = ["grid"] if args.method == "all" else methods  # box count known only later: refuse any box file
+    cli_io.check_outputs(args, [], paths, [(Path(args.out), f"{n}_box[0-9]*_{s}.png") for n in _stems(paths) for s in suffixes])
     model, info = _load(args)
     if getattr(model, "detection_config", None) is None:
         raise ModelError(
@@ -110,7 +115,7 @@ def explain_detector(args: argparse.Namespace) -> None:
     options = {"smoothgrad": {"seed": 0, **sg}}
 
     for path, name in zip(paths, _stems(paths)):
-        original = _read_image(path)
+        original = _read_image(path, getattr(args, "resize", "squash"))
         small = np.asarray(original.resize((size, size), Image.Resampling.BILINEAR))[None]
         shown = np.asarray(original.resize((draw, draw), Image.Resampling.BICUBIC))
         x = preprocess(small, prep, info.layout)

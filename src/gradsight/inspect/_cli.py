@@ -60,6 +60,7 @@ def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -
     em.add_argument("--preprocess", choices=("imagenet", "none", "demo"),
                     help="input normalisation (default: the model's own; 'imagenet' for your models)")
     em.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default: 64)")
+    em.add_argument("--overwrite", action="store_true", help="replace OUT and its CSV if they exist (default: refuse)")
     em.set_defaults(run=_embed)
 
     fi = subparsers.add_parser(
@@ -70,6 +71,7 @@ def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -
     _model_args(fi)
     fi.add_argument("--layer", metavar="NAME", help="conv layer (default: the first)")
     fi.add_argument("--out", required=True, metavar="GRID.png", help="the picture")
+    fi.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (default: refuse)")
     fi.set_defaults(run=_filters)
 
     un = subparsers.add_parser(
@@ -80,6 +82,7 @@ def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -
     )
     _model_args(un, mlp=True)
     un.add_argument("--out", required=True, metavar="UNITS.png", help="the picture")
+    un.add_argument("--overwrite", action="store_true", help="replace OUT if it exists (default: refuse)")
     un.set_defaults(run=_units)
 
     we = subparsers.add_parser(
@@ -147,6 +150,9 @@ def _embed(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise InputError(f"--out must name a .png file; got {args.out}")
+    from ..cli_io import check_outputs
+
+    check_outputs(args, [out, out.with_suffix(".csv")])  # both files, before any work
     model, model_classes, info = _load(args)
     if info is None:
         raise InputError(f"'{DEMO_MLP}' takes 2-D points, not images; use it with 'gradsight units'.")
@@ -175,7 +181,9 @@ def _embed(args: argparse.Namespace) -> None:
     def pred_name(k: int) -> str:
         return model_classes[k] if model_classes is not None and k < len(model_classes) else str(k)
 
-    with table.open("w", newline="") as f:
+    from ..outputs import atomic_path
+
+    with atomic_path(table) as tmp, tmp.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["x", "y", "label", "predicted"])
         for (cx, cy), y, p in zip(coords, labels, acts.predictions):
@@ -186,6 +194,9 @@ def _embed(args: argparse.Namespace) -> None:
 def _filters(args: argparse.Namespace) -> None:
     from .. import inspect
 
+    from ..cli_io import check_outputs
+
+    check_outputs(args, [Path(args.out)])
     model, _, _ = _load(args)
     img = inspect.filters(model, layer=args.layer, path=args.out)
     print(f"{args.out} ({img.width}x{img.height})")
@@ -194,6 +205,9 @@ def _filters(args: argparse.Namespace) -> None:
 def _units(args: argparse.Namespace) -> None:
     from .. import inspect
 
+    from ..cli_io import check_outputs
+
+    check_outputs(args, [Path(args.out)])
     model, classes, _ = _load(args)
     data = labels = None
     if args.model.strip() == DEMO_MLP:

@@ -185,7 +185,7 @@ def grid(
 
 
 def save_png(image: Any, path: str | os.PathLike[str]) -> pathlib.Path:
-    """Write an image as PNG, creating parent folders.
+    """Write an image as PNG, creating parent folders; atomically (a temporary name, then a rename).
 
     Parameters
     ----------
@@ -200,6 +200,8 @@ def save_png(image: Any, path: str | os.PathLike[str]) -> pathlib.Path:
     out = pathlib.Path(path)
     if not isinstance(image, Image.Image):
         image = Image.fromarray(_single_rgb(image), "RGB")
-    out.parent.mkdir(parents=True, exist_ok=True)
-    image.save(out, format="PNG")
+    from ..outputs import atomic_path
+
+    with atomic_path(out) as tmp:  # temp name + rename: never a truncated PNG
+        image.save(tmp, format="PNG")
     return out
