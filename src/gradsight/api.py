@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from . import _checks
 from ._locks import locked
 from .backends.base import backend_for
 from .explanation import Explanation
@@ -89,12 +90,15 @@ def explain(
     spec.check_options(dict(options, **({"layer": layer} if layer is not None else {})))
     if layer is not None:
         options["layer"] = layer
-    tgt = as_target(target)
+    tgt = as_target(_checks.target(target))  # numpy / tensor targets like lists
     output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
+    _checks.before(model, x)  # 1-D, empty, meta device
     with locked(model), bk.session(model, eval_mode=eval_mode, logits=logits):  # one call per model at a time
         xt = bk.prepare_input(model, x)
+        _checks.prepared(bk, model, xt, spec.name, options)  # NaN/inf, channels, constant images
         result = spec.fn(bk, model, xt, tgt, output=output, **options)
+        _checks.after(spec.name, result)  # non-finite outputs, 1x1 Grad-CAM layer
     return Explanation(
         method=spec.name,
         attributions=result.attributions,
@@ -127,6 +131,7 @@ def predict(
     :func:`explain`. The model is left exactly as it was.
     """
     bk = backend_for(model)
+    _checks.before(model, x, allow_empty=True)
     n = len(x)
     step = n if not batch_size or batch_size >= n else int(batch_size)
     parts: list[np.ndarray] = []

@@ -28,6 +28,8 @@ __all__ = [
     "UnsupportedActivationWarning",
     "SaturationWarning",
     "EagerFallbackWarning",
+    "NoLocationWarning",
+    "ConstantInputWarning",
     "close_matches",
     "warn",
 ]
@@ -113,3 +115,11 @@ class SaturationWarning(GradsightWarning):
 
 class EagerFallbackWarning(GradsightWarning):
     """The gradient computation could not be compiled (traced) and runs eagerly, more slowly."""
+
+
+class NoLocationWarning(GradsightWarning):
+    """A Grad-CAM layer has a 1x1 output: its map says nothing about where (the heat map is flat)."""
+
+
+class ConstantInputWarning(GradsightWarning):
+    """SmoothGrad on a constant sample: its noise, a fraction of the sample's range, is zero."""
