@@ -54,7 +54,7 @@ def test_explanation_overlay_save_and_png(tmp_path):
     images = np.full((2, 8, 8, 3), 100, np.uint8)
     pics = exp.overlay(images, cmap="gist_earth", alpha=0.25)
     assert len(pics) == 2 and pics[0].size == (8, 8)
-    paths = exp.save(tmp_path, images)
+    paths = exp.save(tmp_path, images, plain=True)
     assert [p.name for p in paths] == ["gradcam_000.png", "gradcam_001.png"]
     back = np.asarray(Image.open(paths[0]))
     assert back.shape == (8, 8, 3) and back.std() > 0

@@ -76,7 +76,8 @@ def test_no_command_prints_help_and_fails(capsys: pytest.CaptureFixture[str]) ->
 def test_explain_one_method_writes_an_overlay_per_image(
     shapes_pngs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    rc = main(["explain", *map(str, shapes_pngs), "--model", "demo", "--method", "gradcam", "--out", str(tmp_path)])
+    rc = main(["explain", *map(str, shapes_pngs), "--model", "demo", "--method", "gradcam", "--out", str(tmp_path),
+               "--plain"])
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert "3/3" not in err  # no progress bar when stderr is not a terminal (issue 9)
@@ -97,7 +98,7 @@ def test_explain_overlay_is_the_gradcam_heatmap_over_the_input(shapes_pngs: list
     from gradsight import render
 
     path = shapes_pngs[2]  # already 64x64: no resizing in the way
-    assert main(["explain", str(path), "--model", "demo", "--out", str(tmp_path), "--alpha", "0.4"]) == 0
+    assert main(["explain", str(path), "--model", "demo", "--out", str(tmp_path), "--alpha", "0.4", "--plain"]) == 0
     image = np.asarray(Image.open(path).convert("RGB"))
     model, _ = load_model("demo")
     exp = gs.explain(model, demo_preprocess(image[None]), "gradcam")
@@ -110,7 +111,7 @@ def test_explain_overlay_is_the_gradcam_heatmap_over_the_input(shapes_pngs: list
 def test_explain_all_writes_one_grid_per_image(
     shapes_pngs: list[Path], tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
-    args = ["explain", *map(str, shapes_pngs[:2]), "--model", "demo", "--method", "all", "--samples", "4"]
+    args = ["explain", *map(str, shapes_pngs[:2]), "--model", "demo", "--method", "all", "--samples", "4", "--plain"]
     assert main([*args, "--out", str(tmp_path)]) == 0
     assert sorted(p.name for p in tmp_path.iterdir()) == ["shape0_grid.png", "shape1_grid.png"]
     grid = _read(tmp_path / "shape0_grid.png")
@@ -311,7 +312,7 @@ def test_factory_spec_end_to_end(
     torch.save(__import__(tiny_module).build().state_dict(), tmp_path / "w.pt")
     out = tmp_path / "out"
     rc = main(["explain", str(shapes_pngs[0]), "--model", f"{tiny_module}:build_named", "--weights",
-               str(tmp_path / "w.pt"), "--method", "guided_backprop", "--out", str(out)])
+               str(tmp_path / "w.pt"), "--method", "guided_backprop", "--out", str(out), "--plain"])
     stdout, err = capsys.readouterr()
     assert rc == 0, err
     assert any(f"({n})" in stdout for n in ("cat", "dog", "fox"))
@@ -397,7 +398,7 @@ def test_keras_model_file_end_to_end(
 
     out = tmp_path / "out"
     rc = main(["explain", str(shapes_pngs[0]), "--model", spec, "--method", "gradcam", "--layer", "c1",
-               "--out", str(out)])
+               "--out", str(out), "--plain"])
     assert rc == 0, capsys.readouterr().err
     pic = _read(out / "shape0_gradcam.png")
     assert pic.shape == (128, 128, 3) and pic.std() > 5

@@ -265,10 +265,12 @@ def _explain(args: argparse.Namespace) -> None:
             for i, name in enumerate(names[start:start + len(chunk)]):
                 if args.method == "all":
                     row = method_row(exps, i, shown[i], args.cmap, args.alpha)
-                    written = [render.save_png(render.grid([row], titles=titles), out / f"{name}_grid.png")]
+                    grid = cli_io.labelled_grid(args, exps, i, row, titles, info.class_name)  # unless --plain
+                    written = [render.save_png(grid, out / f"{name}_grid.png")]
                 else:
                     written = [
-                        render.save_png(picture(e, i, shown[i], args.cmap, args.alpha), out / f"{name}_{m}.png")
+                        render.save_png(cli_io.labelled_picture(args, e, i, picture(e, i, shown[i], args.cmap, args.alpha),
+                                                                info.class_name), out / f"{name}_{m}.png")
                         for m, e in exps.items()
                     ]
                 tqdm.write(_prediction_line(chunk[i], first, i, info) + f" -> {', '.join(str(w) for w in written)}",

@@ -55,7 +55,9 @@ def add_write_options(parser: argparse.ArgumentParser) -> None:
 
 
 def add_image_options(parser: argparse.ArgumentParser) -> None:
-    """``--resize`` for commands that read pictures for a square-input model."""
+    """``--resize`` and ``--plain`` for commands that read pictures and draw explanations."""
+    parser.add_argument("--plain", action="store_true",
+                        help="bare pictures: no caption (method, class, score, layer), no colour bar")
     parser.add_argument("--resize", choices=RESIZE_MODES, default="squash",
                         help="how a non-square image becomes the model's square input: 'squash' (stretch, the "
                              "default), 'fit' (whole image, padded with black bars) or 'crop' (centre square)")
@@ -187,6 +189,36 @@ def print_mapping(paths: Sequence[Path], names: Sequence[str]) -> None:
     renamed = [(p, n) for p, n in zip(paths, names) if n != p.stem]
     for p, n in renamed:
         print(f"{p} -> {n}_*", file=sys.stdout)
+
+
+# --------------------------------------------------------------------------- pictures
+
+
+def labelled_picture(args: argparse.Namespace, exp: Any, i: int, picture: Any, class_name: Any = None) -> Any:
+    """One method's picture of sample ``i`` with its caption and colour bar (unless ``--plain``)."""
+    from . import render
+    from .render._labels import GRADIENT_IMAGE_METHODS
+
+    if getattr(args, "plain", False):
+        return picture
+    cmap = None if exp.method in GRADIENT_IMAGE_METHODS and exp.attributions.ndim == 4 else args.cmap
+    return render.labelled(picture, render.caption(exp, i, class_names=class_name), cmap)
+
+
+def labelled_grid(args: argparse.Namespace, exps: dict[str, Any], i: int, row: list[Any], titles: list[str],
+                  class_name: Any = None) -> Any:
+    """Sample ``i``'s grid: columns titled (with the layer for CAM methods), the row labelled with the
+    explained class and score, a colour bar at the right; ``--plain``: titles only."""
+    from . import render
+
+    if getattr(args, "plain", False):
+        return render.grid([row], titles=titles)
+    titles = [titles[0]] + [
+        f"{t} ({e.layer})" if e.method in ("gradcam", "guided_gradcam") and e.layer else t
+        for t, e in zip(titles[1:], exps.values())
+    ]
+    label = render.caption(next(iter(exps.values())), i, class_names=class_name, with_method=False)
+    return render.with_colorbar(render.grid([row], titles=titles, row_labels=label), args.cmap)
 
 
 # --------------------------------------------------------------------------- progress

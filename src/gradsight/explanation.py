@@ -122,9 +122,14 @@ class Explanation:
         alpha: float = 0.5,
         prefix: str | None = None,
         names: Sequence[str] | None = None,
+        plain: bool = False,
+        class_names: Sequence[str] | None = None,
     ) -> list[Path]:
         """Write one PNG per sample (the overlay, or the heat map when no images) and return the paths.
 
+        Each picture is captioned with the method, the explained class (a name from
+        ``class_names`` when given) and its score, and for Grad-CAM the layer, with a
+        colour bar at its right; ``plain=True`` writes the bare overlays.
         With a k axis: one per (sample, target), named ``<name>_k<j>.png``.
         """
         from . import render
@@ -138,6 +143,8 @@ class Explanation:
             name = names[i] if names is not None else f"{stem}_{i:03d}"
             if self.k is not None:
                 name = f"{name}_k{j % k}"
+            if not plain:  # a PNG read alone later says what it shows
+                picture = render.labelled(picture, render.caption(self, i, None if self.k is None else j % k, class_names), cmap)
             paths.append(render.save_png(picture, directory / f"{name}.png"))
         return paths
 

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from ._color import colorize, colorize_signed, to_rgb_uint8
 from ._compose import grid, overlay, save_png
+from ._labels import caption, colorbar, labelled, with_colorbar
 from ._maps import normalize, normalize_signed, reduce_channels, resize
 
 __all__ = [
@@ -22,4 +23,8 @@ __all__ = [
     "overlay",
     "grid",
     "save_png",
+    "caption",
+    "colorbar",
+    "labelled",
+    "with_colorbar",
 ]
