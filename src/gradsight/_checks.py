@@ -153,6 +153,6 @@ def after(method: str, result: Any) -> None:
         if cam.ndim >= 3 and cam.shape[-1] * cam.shape[-2] == 1:
             warn(
                 f"{method}: layer {result.layer!r} has a 1x1 output, so its map carries no location (the heat map "
-                "is flat). Choose a layer with a spatial output (layer=None / --layer auto picks the last one).",
+                "is flat). Choose a layer with a spatial output (layer=None picks the last one).",
                 NoLocationWarning,
             )

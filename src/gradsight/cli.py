@@ -100,7 +100,8 @@ def build_parser() -> argparse.ArgumentParser:
     sg.add_argument("--noise", type=float, help="noise level, a fraction of the input's range (default: 0.15)")
     ex.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default: 8)")
     cli_io.add_write_options(ex)  # --overwrite, --quiet
-    cli_io.add_image_options(ex)  # --resize
+    cli_io.add_image_options(ex)  # --resize, --plain
+    cli_io.add_explain_options(ex)  # --output, --logits, --call
 
     ly = subs.add_parser(
         "layers", parents=[model, debug], help="list a model's layers and output shapes",
@@ -128,6 +129,7 @@ def build_parser() -> argparse.ArgumentParser:
 def main(argv: Sequence[str] | None = None) -> int:
     """Run the ``gradsight`` command; returns the exit status."""
     parser = build_parser()
+    cli_io.cwd_on_path()  # the console script finds `mypkg` of --model mypkg.nets:f in the current folder
     try:
         args = parser.parse_args(list(sys.argv[1:] if argv is None else argv))
     except SystemExit as exc:  # --help, --version, usage errors
@@ -147,7 +149,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         except (GradsightError, OSError) as exc:
             if debug:
                 raise
-            print(f"{PROG}: error: {_one_line(exc)}", file=sys.stderr)
+            print(f"{PROG}: error: {cli_io.cli_words(_one_line(exc))}", file=sys.stderr)
             return 2
         except Exception as exc:
             if debug:
@@ -166,7 +168,7 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    print(f"{PROG}: warning: {cli_io.cli_words(' '.join(str(message).split()))}", file=sys.stderr)
 
 
 # --------------------------------------------------------------------------- explain
@@ -244,6 +246,8 @@ def _explain(args: argparse.Namespace) -> None:
                   file=sys.stderr)
     sg = {k: v for k, v in (("samples", args.samples), ("noise", args.noise)) if v is not None}
     options = {"smoothgrad": {"seed": 0, **sg}}
+    cli_io.method_options(args, options, methods)  # --output, --logits, --call
+    methods = cli_io.methods_with_layer(model, info, size, methods, layer, args)  # --method all: skip CAM if no map
     draw = max(size, MIN_PICTURE)
     titles = [TITLES["input"]] + [TITLES[m] for m in methods]
     out = Path(args.out)

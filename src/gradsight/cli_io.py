@@ -19,6 +19,7 @@ from __future__ import annotations
 
 import argparse
 import os
+import re
 import sys
 from collections.abc import Iterable, Sequence
 from pathlib import Path
@@ -189,6 +190,93 @@ def print_mapping(paths: Sequence[Path], names: Sequence[str]) -> None:
     renamed = [(p, n) for p, n in zip(paths, names) if n != p.stem]
     for p, n in renamed:
         print(f"{p} -> {n}_*", file=sys.stdout)
+
+
+def cwd_on_path() -> None:
+    """Let ``--model mypkg.nets:resnet`` find ``mypkg`` in the current folder from the console script too.
+
+    ``python -m gradsight`` puts the current folder on ``sys.path``; the ``gradsight``
+    console script does not. It is appended (not prepended as ``-m`` does), so a file in
+    the current folder never shadows an installed module.
+    """
+    cwd = os.getcwd()
+    if not any(p in ("", ".") or os.path.abspath(p) == cwd for p in sys.path):
+        sys.path.append(cwd)
+
+
+# --------------------------------------------------------------------------- the API's options as flags
+
+
+def add_explain_options(parser: argparse.ArgumentParser) -> None:
+    """``--output``, ``--logits``, ``--call``: the API options that error messages may point at."""
+    g = parser.add_argument_group("model outputs and layers")
+    g.add_argument("--output", metavar="INDEX|KEY",
+                   help="for models with several outputs: the index or key of the one to explain")
+    g.add_argument("--logits", action="store_true",
+                   help="Keras models ending in a softmax: explain the pre-softmax scores (they do not saturate)")
+    g.add_argument("--call", type=int, metavar="N",
+                   help="Grad-CAM: which call of a layer used several times in one forward pass (default: -1, the last)")
+
+
+def method_options(args: argparse.Namespace, options: dict[str, dict[str, Any]], methods: Sequence[str]) -> None:
+    """Add ``--output``/``--logits``/``--call`` to every method's options (in place)."""
+    from .methods import METHODS
+
+    output = getattr(args, "output", None)
+    if output is not None and str(output).lstrip("-").isdigit():
+        output = int(output)
+    for m in methods:
+        opts = options.setdefault(m, {})
+        if output is not None:
+            opts["output"] = output
+        if getattr(args, "logits", False):
+            opts["logits"] = True
+        if getattr(args, "call", None) is not None and METHODS[m].uses_layer:
+            opts["call"] = args.call
+
+
+def methods_with_layer(model: Any, info: Any, size: int, methods: list[str], layer: Any,
+                       args: argparse.Namespace) -> list[str]:
+    """``--method all`` on a model without a spatial layer: the CAM methods are skipped with one note."""
+    from ._locks import locked
+    from .backends.base import backend_for
+    from .errors import LayerNotCalledError
+    from .methods import METHODS
+
+    cam = [m for m in methods if METHODS[m].uses_layer]
+    if getattr(args, "method", None) != "all" or layer is not None or not cam:
+        return methods
+    bk = backend_for(model)
+    shape = (1, 3, size, size) if info.layout == "NCHW" else (1, size, size, 3)
+    try:
+        with locked(model), bk.session(model, eval_mode=True):  # forward only, on a blank image
+            bk.activations(model, bk.prepare_input(model, np.zeros(shape, np.float32)), "auto")
+    except LayerNotCalledError:
+        print(f"gradsight: note: no layer of this model has a spatial (4-D, larger than 1x1) output; skipping "
+              f"{', '.join(cam)} (Grad-CAM needs one; see 'gradsight layers')", file=sys.stderr)
+        return [m for m in methods if m not in cam]
+    return methods
+
+
+_API_OPTION = re.compile(r"(?<![\w.])(output|logits|layer|call|samples|noise)=([^\s,;]*)")
+
+
+def cli_words(message: str) -> str:
+    """An API message worded for the command line: ``output=INDEX`` -> ``--output INDEX``, ``logits=True`` -> ``--logits``."""
+    def flag(m: Any) -> str:
+        name, value = m.group(1), m.group(2)
+        tail = ""
+        while value and value[-1] in ".)":
+            if value[-1] == ")" and value.count("(") >= value.count(")"):
+                break
+            tail, value = value[-1] + tail, value[:-1]
+        if name == "logits":
+            return ("--logits" if value in ("True", "") else "without --logits") + tail
+        if name == "layer" and value == "None":
+            return "--layer auto" + tail
+        return f"--{name}" + (f" {value.strip(chr(39))}" if value else "") + tail
+
+    return _API_OPTION.sub(flag, message)
 
 
 # --------------------------------------------------------------------------- pictures
