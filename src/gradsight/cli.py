@@ -139,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     debug = bool(getattr(args, "debug", False))
     run = {"explain": _explain, "layers": _layers, "demo": _demo}.get(args.command) or args.run
-    with warnings.catch_warnings():
+    with warnings.catch_warnings(), cli_io.quiet_native_logs(debug):  # TF's C++ log lines only with --debug
         warnings.showwarning = _show_warning
         try:
             run(args)
@@ -256,7 +256,7 @@ def _explain(args: argparse.Namespace) -> None:
 
     # One step per image and method, so the bar moves within a batch too.
     bar = cli_io.progress(len(paths) * len(methods), "map", args)
-    with bar:
+    with bar, cli_io.inner_progress(args):  # SmoothGrad's samples get their own bar
         for start in range(0, len(paths), args.batch_size):
             chunk = paths[start:start + args.batch_size]
             originals = [_read_image(p, args.resize) for p in chunk]

@@ -21,7 +21,8 @@ import argparse
 import os
 import re
 import sys
-from collections.abc import Iterable, Sequence
+from collections.abc import Iterable, Iterator, Sequence
+from contextlib import contextmanager
 from pathlib import Path
 from typing import Any
 
@@ -309,14 +310,77 @@ def labelled_grid(args: argparse.Namespace, exps: dict[str, Any], i: int, row: l
     return render.with_colorbar(render.grid([row], titles=titles, row_labels=label), args.cmap)
 
 
-# --------------------------------------------------------------------------- progress
+# --------------------------------------------------------------------------- progress and noise
+
+
+@contextmanager
+def inner_progress(args: argparse.Namespace) -> Iterator[None]:
+    """Bars for the steps inside one call (SmoothGrad's samples), shown like :func:`progress`."""
+    from . import _progress
+
+    bars: dict[str, Any] = {}
+
+    def update(what: str, done: int, total: int) -> None:
+        bar = bars.get(what)
+        if bar is None or done < bar.n:  # a new call
+            if bar is not None:
+                bar.close()
+            bar = bars[what] = progress(total, what.split()[-1], args, desc=what.rsplit(" ", 1)[0])
+        bar.update(done - bar.n)
+        if done >= total:
+            bar.close()
+            bars.pop(what, None)
+
+    try:
+        with _progress.reporting(update):
+            yield
+    finally:
+        for bar in bars.values():
+            bar.close()
+
+
+@contextmanager
+def quiet_native_logs(debug: bool) -> Iterator[None]:
+    """Hide what TensorFlow's C++ side writes to the process's stderr (absl/oneDNN INFO lines,
+    Grappler's "remapper failed" errors) for the duration of a command, unless ``--debug``.
+
+    Those lines are written to file descriptor 2 directly, below Python, and no environment
+    variable silences all of them, so fd 2 goes to ``os.devnull`` while ``sys.stderr`` (every
+    gradsight message, warnings and the progress bar) keeps writing to the real stderr. Only
+    the CLI does this, and only when ``sys.stderr`` is the process's fd 2; importing gradsight
+    changes no logging setting.
+    """
+    try:
+        real = sys.stderr.fileno()
+    except (AttributeError, OSError, ValueError):
+        real = -1
+    if debug or real != 2:
+        yield
+        return
+    sys.stderr.flush()
+    saved = os.dup(2)
+    old = sys.stderr
+    sys.stderr = os.fdopen(os.dup(saved), "w", buffering=1, encoding=getattr(old, "encoding", None) or "utf-8",
+                           errors="backslashreplace")
+    devnull = os.open(os.devnull, os.O_WRONLY)
+    os.dup2(devnull, 2)
+    os.close(devnull)
+    try:
+        yield
+    finally:
+        sys.stderr.flush()
+        os.dup2(saved, 2)
+        os.close(saved)
+        sys.stderr.close()
+        sys.stderr = old
 
 
 def progress(total: int, unit: str, args: argparse.Namespace | None = None, **kwargs: Any) -> Any:
-    """A tqdm bar on stderr, shown only on a terminal and without ``--quiet``."""
+    """A tqdm bar on stderr, shown only on a terminal and without ``--quiet``, once the work has
+    taken 2 s (``GRADSIGHT_PROGRESS_DELAY`` seconds)."""
     from tqdm import tqdm
 
     quiet = bool(getattr(args, "quiet", False))
     shown = not quiet and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
     return tqdm(total=total, unit=unit, file=sys.stderr, disable=not shown, leave=False,
-                mininterval=0.5, delay=2.0, **kwargs)
+                mininterval=0.5, delay=float(os.environ.get("GRADSIGHT_PROGRESS_DELAY", 2.0)), **kwargs)

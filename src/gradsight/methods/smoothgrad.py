@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import _progress
 from ..backends.base import Backend
 from ..errors import UnknownOptionError
 from ..rules import RULES
@@ -81,6 +82,7 @@ def smoothgrad(
             gshape = tuple(ops.shape(g.input_grad))  # (rows, [k targets,] *input)
             part_sum = ops.sum(ops.reshape(g.input_grad, (k, n1 - n0) + gshape[1:]), axis=0)
             totals[ci] = part_sum if totals[ci] is None else totals[ci] + part_sum
+        _progress.report("smoothgrad samples", s0 + k, samples)  # the CLI's bar for long runs
     attr = (ops.numpy(ops.concat(totals, axis=0)) / samples).astype(np.float32)
     scores_np = ops.numpy(scores).astype(np.float32)
     multi = scores_np.ndim == 2
