@@ -61,7 +61,7 @@ def torch_case(calls: int) -> dict:
 
     torch.set_num_threads(1)
     model = load_demo_model()
-    hooks = lambda: sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)  # noqa: E731
+    hooks = lambda: sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
                         for m in model.modules())
     before = hooks()
     curve, secs = run(model, preprocess(generate(3, seed=2).images), calls)
@@ -94,11 +94,11 @@ def main() -> None:
         "# Memory over consecutive explain calls",
         "",
         f"Command: `PYTHONPATH=src python benchmarks/bench_memory.py {' '.join(sys.argv[1:])}`".rstrip() + "  ",
-        f"Host: {host}, {platform.machine()}, {os.cpu_count()} CPUs, load average at start "
-        f"{os.getloadavg()[0]:.1f}; Python {platform.python_version()}, numpy {np.__version__}",
+        (f"Host: {host}, {platform.machine()}, {os.cpu_count()} CPUs, load average at start "
+         f"{os.getloadavg()[0]:.1f}; Python {platform.python_version()}, numpy {np.__version__}"),
         "",
-        f"{args.calls} calls after warm-up: every method in turn on batches of {', '.join(map(str, BATCHES))} "
-        "images (the demo models, 64x64; SmoothGrad 8 samples). RSS growth after warm-up, MB:",
+        (f"{args.calls} calls after warm-up: every method in turn on batches of {', '.join(map(str, BATCHES))} "
+         "images (the demo models, 64x64; SmoothGrad 8 samples). RSS growth after warm-up, MB:"),
         "",
     ]
     results = {}

@@ -21,9 +21,15 @@ from typing import Any
 
 import numpy as np
 
-from .errors import ConstantInputWarning, InputError, ModelError, NoLocationWarning, warn
+from .errors import (
+    ConstantInputWarning,
+    InputError,
+    ModelError,
+    NoLocationWarning,
+    warn,
+)
 
-__all__ = ["target", "before", "prepared", "after"]
+__all__ = ["after", "before", "prepared", "target"]
 
 _SHOWN = 10  # samples named in a message
 

@@ -28,7 +28,7 @@ from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
 
-__all__ = ["model_lock", "locked"]
+__all__ = ["locked", "model_lock"]
 
 _registry: weakref.WeakKeyDictionary[Any, threading.RLock] = weakref.WeakKeyDictionary()
 _registry_guard = threading.Lock()

@@ -37,9 +37,9 @@ __all__ = [
     "check_images",
     "check_outputs",
     "check_size",
+    "progress",
     "read_image",
     "square",
-    "progress",
 ]
 
 MAX_SIZE = 2048
@@ -383,4 +383,4 @@ def progress(total: int, unit: str, args: argparse.Namespace | None = None, **kw
     quiet = bool(getattr(args, "quiet", False))
     shown = not quiet and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
     return tqdm(total=total, unit=unit, file=sys.stderr, disable=not shown, leave=False,
-                mininterval=0.5, delay=float(os.environ.get("GRADSIGHT_PROGRESS_DELAY", 2.0)), **kwargs)
+                mininterval=0.5, delay=float(os.environ.get("GRADSIGHT_PROGRESS_DELAY", "2")), **kwargs)

@@ -24,7 +24,7 @@ from typing import Any
 
 from .errors import InputError
 
-__all__ = ["OutputPlan", "output_names", "atomic_path", "write_text"]
+__all__ = ["OutputPlan", "atomic_path", "output_names", "write_text"]
 
 _MAX_LISTED = 8
 

@@ -8,7 +8,12 @@ import numpy as np
 import pytest
 
 import gradsight as gs
-from gradsight.errors import ConstantInputWarning, InputError, ModelError, NoLocationWarning
+from gradsight.errors import (
+    ConstantInputWarning,
+    InputError,
+    ModelError,
+    NoLocationWarning,
+)
 
 torch = pytest.importorskip("torch")
 

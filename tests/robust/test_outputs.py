@@ -87,7 +87,7 @@ def test_truncated_image_in_the_middle_stops_before_the_first_output(pngs, tmp_p
 class _DiesWhileWriting(Image.Image):
     """A real PIL image whose PNG encoder is interrupted half-way (as by Ctrl-C or a full disk)."""
 
-    def save(self, fp, format=None, **params):  # noqa: A002
+    def save(self, fp, format=None, **params):
         with open(fp, "wb") as f:
             f.write(b"\x89PNG\r\n\x1a\n half a picture")
         raise KeyboardInterrupt

@@ -17,8 +17,8 @@ torch = pytest.importorskip("torch")
 def _find(big: np.ndarray, small: np.ndarray) -> tuple[int, int]:
     """Top-left corner where ``small`` sits unchanged inside ``big`` (searching the caption's height)."""
     h, w = small.shape[:2]
-    for y in range(0, big.shape[0] - h + 1):
-        for x in range(0, min(12, big.shape[1] - w + 1)):
+    for y in range(big.shape[0] - h + 1):
+        for x in range(min(12, big.shape[1] - w + 1)):
             if np.array_equal(big[y:y + h, x:x + w], small):
                 return y, x
     raise AssertionError("the bare picture is not inside the labelled one")
@@ -92,7 +92,7 @@ def test_explanation_save_is_labelled_unless_plain(tmp_path):
     for pb, pf, i in zip(bare, full, range(2)):
         b, f = np.asarray(Image.open(pb)), np.asarray(Image.open(pf))
         np.testing.assert_array_equal(b, np.asarray(exp.overlay(data.images)[i]))
-        y, x = _find(f, b)
+        y, _ = _find(f, b)
         assert y > 10
     assert render.caption(exp, 0)[0] == "Grad-CAM at layer 'relu4'"
 

@@ -193,7 +193,6 @@ def _embed(args: argparse.Namespace) -> None:
 
 def _filters(args: argparse.Namespace) -> None:
     from .. import inspect
-
     from ..cli_io import check_outputs
 
     check_outputs(args, [Path(args.out)])
@@ -204,7 +203,6 @@ def _filters(args: argparse.Namespace) -> None:
 
 def _units(args: argparse.Namespace) -> None:
     from .. import inspect
-
     from ..cli_io import check_outputs
 
     check_outputs(args, [Path(args.out)])

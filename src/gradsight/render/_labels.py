@@ -18,7 +18,7 @@ from PIL import Image, ImageDraw
 from ._color import colorize
 from ._compose import _font, _wrap
 
-__all__ = ["METHOD_TITLES", "GRADIENT_IMAGE_METHODS", "caption", "colorbar", "labelled", "with_colorbar"]
+__all__ = ["GRADIENT_IMAGE_METHODS", "METHOD_TITLES", "caption", "colorbar", "labelled", "with_colorbar"]
 
 METHOD_TITLES = {
     "saliency": "saliency",
@@ -87,7 +87,7 @@ def colorbar(height: int, cmap: str | None = "jet", width: int | None = None, fo
     canvas = Image.new("RGB", (width + gap + text_w + 2, height), (255, 255, 255))
     canvas.paste(Image.fromarray(bar, "RGB"), (0, 0))
     draw = ImageDraw.Draw(canvas)
-    line_h = measure.textbbox((0, 0), "Ag", font=font)[3]
+    line_h = int(measure.textbbox((0, 0), "Ag", font=font)[3])
     draw.text((width + gap, 0), labels[0], fill=(0, 0, 0), font=font)
     draw.text((width + gap, height - line_h - 1), labels[1], fill=(0, 0, 0), font=font)
     if not cmap:
@@ -116,7 +116,7 @@ def labelled(picture: Any, lines: Sequence[str], cmap: str | None = "jet", pad: 
     measure = ImageDraw.Draw(Image.new("RGB", (1, 1)))
     width = pad + picture.width + pad + bar.width + pad
     text = [s for line in lines for s in _wrap(measure, line, font, width - 2 * pad)]
-    line_h = measure.textbbox((0, 0), "Ag", font=font)[3] + 2
+    line_h = int(measure.textbbox((0, 0), "Ag", font=font)[3]) + 2
     top = pad + len(text) * line_h + pad
     canvas = Image.new("RGB", (width, top + picture.height + pad), (255, 255, 255))
     draw = ImageDraw.Draw(canvas)
