@@ -93,22 +93,41 @@ def _finite_rows(a: np.ndarray) -> np.ndarray:
     return np.isfinite(a.reshape(len(a), -1)).all(axis=1)
 
 
+def _per_sample(xt: Any) -> dict[str, np.ndarray]:
+    """Per-sample finite / NaN / constant flags of a framework tensor, reduced where it lives (no copy of x)."""
+    torch = sys.modules.get("torch")
+    if torch is not None and isinstance(xt, torch.Tensor):
+        flat = xt.detach().reshape(len(xt), -1)
+        rows = {"finite": torch.isfinite(flat).all(1), "nan": torch.isnan(flat).any(1), "inf": torch.isinf(flat).any(1),
+                "constant": flat.amax(1) == flat.amin(1)}
+        return {k: v.cpu().numpy() for k, v in rows.items()}
+    tf = sys.modules.get("tensorflow")
+    if tf is not None and tf.is_tensor(xt):
+        flat = tf.reshape(xt, (int(xt.shape[0]), -1))
+        return {"finite": tf.reduce_all(tf.math.is_finite(flat), 1).numpy(),
+                "nan": tf.reduce_any(tf.math.is_nan(flat), 1).numpy(),
+                "inf": tf.reduce_any(tf.math.is_inf(flat), 1).numpy(),
+                "constant": (tf.reduce_max(flat, 1) == tf.reduce_min(flat, 1)).numpy()}
+    flat = np.asarray(xt).reshape(len(xt), -1)
+    return {"finite": np.isfinite(flat).all(1), "nan": np.isnan(flat).any(1), "inf": np.isinf(flat).any(1),
+            "constant": flat.max(1) == flat.min(1)}
+
+
 def prepared(bk: Any, model: Any, xt: Any, method: str | None = None, options: dict[str, Any] | None = None) -> None:
     """Checks on the framework tensor ``xt`` (after ``bk.prepare_input``)."""
-    xn = np.asarray(bk.ops.numpy(xt))
-    ok = _finite_rows(xn)
-    if not ok.all():
-        bad = np.flatnonzero(~ok)
-        kinds = " and ".join(k for k, f in (("NaN", np.isnan), ("inf", np.isinf)) if f(xn[bad]).any())
+    rows = _per_sample(xt)
+    if not rows["finite"].all():
+        bad = np.flatnonzero(~rows["finite"])
+        kinds = " and ".join(k for k in ("NaN", "inf") if rows[k.lower()][bad].any())
         raise InputError(
             f"x contains {kinds} in sample(s) {_names(bad)}; the model's outputs and every map would be "
             "meaningless. Fix or drop those samples (np.isfinite(x) shows where)."
         )
-    if bk.name == "torch" and xn.ndim == 4:
-        _check_torch_channels(model, xn.shape)
+    shape = tuple(int(s) for s in bk.ops.shape(xt))
+    if bk.name == "torch" and len(shape) == 4:
+        _check_torch_channels(model, shape)
     if method == "smoothgrad" and float((options or {}).get("noise", 0.15)) > 0:
-        flat = xn.reshape(len(xn), -1)
-        const = np.flatnonzero(flat.max(axis=1) == flat.min(axis=1))
+        const = np.flatnonzero(rows["constant"])
         if const.size:
             warn(
                 f"smoothgrad: sample(s) {_names(const)} are constant images; the noise is a fraction of each "
