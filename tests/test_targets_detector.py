@@ -219,7 +219,7 @@ def test_cli_writes_one_picture_per_detected_box(tmp_path, capsys):
     Image.fromarray(data.images[0]).save(image)
     out = tmp_path / "out"
     assert main(["explain", str(image), "--model", "demo-detector", "--target", "detection",
-                 "--method", "guided_backprop", "--out", str(out)]) == 0
+                 "--method", "guided_backprop", "--out", str(out), "--plain"]) == 0
     lines = [ln for ln in capsys.readouterr().out.splitlines() if " box " in ln]
     files = sorted(out.glob("shapes_box*_guided_backprop.png"))
     assert len(files) == len(lines) >= len(data.boxes)  # every shape found (a spare box of another class may come too)

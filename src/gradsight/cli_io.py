@@ -300,14 +300,40 @@ def labelled_grid(args: argparse.Namespace, exps: dict[str, Any], i: int, row: l
     explained class and score, a colour bar at the right; ``--plain``: titles only."""
     from . import render
 
+    label = render.caption(next(iter(exps.values())), i, class_names=class_name, with_method=False)
+    return _grid(args, row, titles, list(exps.values()), label)
+
+
+def _grid(args: argparse.Namespace, row: list[Any], titles: list[str], exps: list[Any], label: list[str]) -> Any:
+    from . import render
+
     if getattr(args, "plain", False):
         return render.grid([row], titles=titles)
     titles = [titles[0]] + [
         f"{t} ({e.layer})" if e.method in ("gradcam", "guided_gradcam") and e.layer else t
-        for t, e in zip(titles[1:], exps.values())
+        for t, e in zip(titles[1:], exps)
     ]
-    label = render.caption(next(iter(exps.values())), i, class_names=class_name, with_method=False)
     return render.with_colorbar(render.grid([row], titles=titles, row_labels=label), args.cmap)
+
+
+def labelled_box(args: argparse.Namespace, exp: Any, tile: Any, box_label: str) -> Any:
+    """A detector's picture of one box: the method (and layer) and the box's class and score above it."""
+    from . import render
+    from .render._labels import GRADIENT_IMAGE_METHODS, METHOD_TITLES
+
+    if getattr(args, "plain", False):
+        return tile
+    head = METHOD_TITLES.get(exp.method, exp.method)
+    if exp.method in ("gradcam", "guided_gradcam") and exp.layer:
+        head += f" at layer {exp.layer!r}"
+    cmap = None if exp.method in GRADIENT_IMAGE_METHODS and exp.attributions.ndim == 4 else args.cmap
+    return render.labelled(tile, [head, box_label], cmap)
+
+
+def labelled_box_grid(args: argparse.Namespace, row: list[Any], titles: list[str], exps: list[Any],
+                      box_label: str) -> Any:
+    """A detector's grid for one box: columns titled (CAM layers named), the row labelled with the box."""
+    return _grid(args, row, titles, exps, [box_label])
 
 
 # --------------------------------------------------------------------------- progress and noise

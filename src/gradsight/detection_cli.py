@@ -136,9 +136,12 @@ def explain_detector(args: argparse.Namespace) -> None:
             if args.method == "all":
                 first = draw_box(Image.fromarray(shown), box, draw / size, label, colour)
                 titles = [TITLES["input"]] + [TITLES[m] for m in methods]
-                written = [render.save_png(render.grid([[first] + tiles], titles=titles), out / f"{name}_box{j}_grid.png")]
+                grid = cli_io.labelled_box_grid(args, [first] + tiles, titles, [r.explanation for r in results.values()],
+                                                f"box {j}: {label}")  # unless --plain
+                written = [render.save_png(grid, out / f"{name}_box{j}_grid.png")]
             else:
-                written = [render.save_png(t, out / f"{name}_box{j}_{m}.png") for t, m in zip(tiles, methods)]
+                written = [render.save_png(cli_io.labelled_box(args, r.explanation, t, f"box {j}: {label}"),
+                                           out / f"{name}_box{j}_{m}.png") for t, m, r in zip(tiles, methods, results.values())]
             x1, y1, x2, y2 = (round(float(v), 1) for v in box)
             print(f"{path}: box {j} {label} at ({x1}, {y1}, {x2}, {y2}) -> {', '.join(str(w) for w in written)}",
                   file=sys.stdout)

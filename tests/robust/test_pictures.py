@@ -103,3 +103,17 @@ def test_caption_says_p_for_probability_outputs_and_names_topk_targets():
                          outputs=np.array([[0.2, 0.1, 0.7]], np.float32))
     assert render.caption(exp, 0, 0) == ["saliency", "class 2: score 0.7, p 0.7"]
     assert render.caption(exp, 0, 1, class_names=lambda k: "zero" if k == 0 else None)[1] == "class 0 (zero): score 0.2, p 0.2"
+
+
+def test_detector_pictures_name_method_layer_and_box(pngs, tmp_path, capsys):
+    a, b = tmp_path / "a", tmp_path / "b"
+    args = ["explain", str(pngs[0]), "--model", "demo-detector", "--target", "detection", "--method", "gradcam"]
+    assert main([*args, "--out", str(a), "--plain"]) == 0
+    assert main([*args, "--out", str(b)]) == 0
+    bare_files = sorted(p.name for p in a.iterdir())
+    assert bare_files and bare_files == sorted(p.name for p in b.iterdir())
+    bare = np.asarray(Image.open(a / bare_files[0]).convert("RGB"))
+    full = np.asarray(Image.open(b / bare_files[0]).convert("RGB"))
+    y, x = _find(full, bare)
+    assert y > 20
+    _jet_bar_ok(full[y:y + bare.shape[0], x + bare.shape[1] + 4 + 2])
