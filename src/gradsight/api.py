@@ -84,7 +84,11 @@ def explain(
     -------
     Explanation
 
-    The model is left exactly as it was, after success and after any error.
+    The model is left exactly as it was, after success and after any error. Threads may
+    call this on one model at once: calls on the same model run one at a time (a per-model
+    lock, :mod:`gradsight._locks`), each with its single-thread result; different models run
+    in parallel. Bad input (NaN/inf, an empty batch, ...) is an error naming the samples
+    (:mod:`gradsight._checks`).
     """
     spec = get_method(method)
     spec.check_options(dict(options, **({"layer": layer} if layer is not None else {})))
