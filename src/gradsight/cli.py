@@ -307,8 +307,10 @@ def _layers(args: argparse.Namespace) -> None:
     model, info = _load(args)
     size = args.size or info.input_size or DEFAULT_SIZE
     shape = (1, 3, size, size) if info.layout == "NCHW" else (1, size, size, 3)
+    from ._locks import locked
+
     bk = backend_for(model)
-    with bk.session(model, eval_mode=True):  # a train-mode BatchNorm would learn from the blank input
+    with locked(model), bk.session(model, eval_mode=True):  # a train-mode BatchNorm would learn from the blank input
         rows = bk.layers(model, bk.prepare_input(model, np.zeros(shape, np.float32)))
     ch = bk.activation_channel_axis() % 4
     spatial = [a for a in (1, 2, 3) if a != ch]

@@ -437,8 +437,10 @@ def explain_detections(
         )
     if layer is None and "gradcam" in str(method):
         layer = getattr(model, "cam_layer", None)
+    from ._locks import locked
+
     bk = backend_for(model)
-    with bk.session(model, eval_mode=True):
+    with locked(model), bk.session(model, eval_mode=True):  # one call per model at a time
         xt = bk.prepare_input(model, x)
         heads = bk.forward(model, xt, Detection(config).output_for(output))
         heads_np = outputs_numpy(heads, bk.ops)

@@ -158,3 +158,35 @@ def test_keras_threads_same_model_get_single_thread_results():
     assert not failures, f"{len(failures)} wrong calls, e.g. {failures[:3]}"
     for w, saved in zip(model.get_weights(), weights):
         np.testing.assert_array_equal(w, saved)
+
+
+def test_detection_and_inspect_sessions_hold_the_model_lock():
+    """Features above the api that open a backend session take the same lock as explain."""
+    pytest.importorskip("torch")
+    from gradsight import inspect
+    from gradsight._locks import model_lock
+    from gradsight.demo.detector import load_demo_detector
+    from gradsight.demo.shapes_detect import generate
+    from gradsight.detection import explain_detections
+
+    det = load_demo_detector()
+    x = (generate(1, seed=7).images.astype(np.float32) / 255).transpose(0, 3, 1, 2)
+    got: list[bool] = []
+
+    def probe() -> None:  # another thread tries the lock while the feature runs in this one
+        got.append(model_lock(det).acquire(blocking=False))
+        if got[-1]:
+            model_lock(det).release()
+
+    def on_forward(*_: object) -> None:
+        t = threading.Thread(target=probe)
+        t.start()
+        t.join()
+
+    hook = det.register_forward_hook(on_forward)
+    try:
+        explain_detections(det, x, "saliency")
+        inspect.activations(det, x, layer="auto")
+    finally:
+        hook.remove()
+    assert got and not any(got), got  # every forward ran while this thread held the model's lock

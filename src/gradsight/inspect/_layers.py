@@ -54,7 +54,9 @@ def session(bk: Backend, model: Any, eval_mode: bool = True) -> Iterator[None]:
     """``bk.session`` without its saturated-softmax warning, which is about gradients (inspect takes none)."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SaturationWarning)
-        with bk.session(model, eval_mode=eval_mode):
+        from .._locks import locked
+
+        with locked(model), bk.session(model, eval_mode=eval_mode):  # one call per model at a time
             yield
 
 
