@@ -401,12 +401,16 @@ def quiet_native_logs(debug: bool) -> Iterator[None]:
         sys.stderr = old
 
 
+def show_progress(args: argparse.Namespace | None = None) -> bool:
+    """Bars go to stderr only when it is a terminal, and not with ``--quiet``."""
+    quiet = bool(getattr(args, "quiet", False))
+    return not quiet and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
+
+
 def progress(total: int, unit: str, args: argparse.Namespace | None = None, **kwargs: Any) -> Any:
     """A tqdm bar on stderr, shown only on a terminal and without ``--quiet``, once the work has
     taken 2 s (``GRADSIGHT_PROGRESS_DELAY`` seconds)."""
     from tqdm import tqdm
 
-    quiet = bool(getattr(args, "quiet", False))
-    shown = not quiet and sys.stderr.isatty() and os.environ.get("TERM") != "dumb"
-    return tqdm(total=total, unit=unit, file=sys.stderr, disable=not shown, leave=False,
+    return tqdm(total=total, unit=unit, file=sys.stderr, disable=not show_progress(args), leave=False,
                 mininterval=0.5, delay=float(os.environ.get("GRADSIGHT_PROGRESS_DELAY", "2")), **kwargs)

@@ -95,3 +95,12 @@ def test_importing_gradsight_changes_no_logging_setting():
     )
     run = subprocess.run([sys.executable, "-c", code], env=_env(), capture_output=True, text=True, check=False, timeout=120)
     assert run.returncode == 0, run.stderr
+
+
+def test_embed_draws_no_bar_when_stderr_is_not_a_terminal(tmp_path, capsys):
+    pytest.importorskip("torch")
+    from gradsight.cli import main
+
+    assert main(["embed", "--model", "demo", "--n", "6", "--method", "pca", "--out", str(tmp_path / "e.png")]) == 0
+    err = capsys.readouterr().err
+    assert "activations" not in err and "batch" not in err, err  # before: a tqdm bar in logs and pipes

@@ -61,6 +61,7 @@ def register(subparsers: Any, parents: Sequence[argparse.ArgumentParser] = ()) -
                     help="input normalisation (default: the model's own; 'imagenet' for your models)")
     em.add_argument("--batch-size", type=int, default=64, metavar="N", help="images per forward pass (default: 64)")
     em.add_argument("--overwrite", action="store_true", help="replace OUT and its CSV if they exist (default: refuse)")
+    em.add_argument("--quiet", action="store_true", help="no progress bar (shown only on a terminal anyway)")
     em.set_defaults(run=_embed)
 
     fi = subparsers.add_parser(
@@ -150,7 +151,7 @@ def _embed(args: argparse.Namespace) -> None:
     out = Path(args.out)
     if out.suffix.lower() != ".png":
         raise InputError(f"--out must name a .png file; got {args.out}")
-    from ..cli_io import check_outputs
+    from ..cli_io import check_outputs, show_progress
 
     check_outputs(args, [out, out.with_suffix(".csv")])  # both files, before any work
     model, model_classes, info = _load(args)
@@ -169,7 +170,7 @@ def _embed(args: argparse.Namespace) -> None:
         images, labels, names = _read_folder(Path(args.data), size)
     x = preprocess(images, args.preprocess or info.preprocessing, info.layout)
     acts = inspect.activations(model, x, layer=args.layer, labels=labels, batch_size=args.batch_size,
-                               predict=True)
+                               predict=True, progress=show_progress(args))  # a bar only on a terminal
     coords = inspect.embed(acts, method=args.method, perplexity=args.perplexity, seed=args.seed)
     title = f"{args.method.upper() if args.method == 'pca' else 't-SNE'} of {acts.layer} ({acts.values.shape[1]} dims)"
     same_classes = model_classes is not None and list(model_classes) == list(names)
