@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .inspect._cli import register as register_inspect  # embed, filters, units, weights
 
     register_inspect(subs, parents=[debug])
+    from .cli_serve import add_parser as add_serve
+
+    add_serve(subs, [model, debug])
     return parser
 
 
