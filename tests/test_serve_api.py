@@ -116,7 +116,7 @@ def test_gradcam_and_predictions_match_a_hand_written_reference(client, demo):
     assert [p["class"] for p in r["predictions"]] == order.tolist()
     np.testing.assert_allclose([p["prob"] for p in r["predictions"]], probs[order], rtol=1e-5)
     assert r["explained"]["class"] == 2 and r["layer"] == "relu4"
-    np.testing.assert_allclose(r["explained"]["score"], float(logits[0, 2]), rtol=1e-5)
+    np.testing.assert_allclose(r["explained"]["score"], float(logits[0, 2].detach()), rtol=1e-5)
     # the overlay: 0.5 image + 0.5 jet(heat), at the input's size
     jet = matplotlib.colormaps["jet"](cam)[..., :3] * 255
     overlay = _decode(r["overlay_png"]).astype(np.float64)

@@ -176,6 +176,7 @@ async function explain() {
     draw();
     showPredictions(result);
     $("#download").disabled = false;
+    document.body.dataset.renders = String(Number(document.body.dataset.renders || 0) + 1);
   } catch (e) {
     if (token === state.token) showError(e.message);
   } finally {
@@ -284,6 +285,7 @@ async function renderCompare(redrawOnly) {
       caption.textContent = `${method}: ${e.message}`;
     }
   }));
+  box.dataset.ready = String(Number(box.dataset.ready || 0) + 1);
 }
 
 // ------------------------------------------------------------------ run browser
