@@ -394,3 +394,32 @@ def test_sixteen_concurrent_explains_equal_sequential_ones(demo, folders):
         assert a["explained"] == b["explained"] and a["predictions"] == b["predictions"]
         assert a["heatmap_png"] == b["heatmap_png"] and a["layer_png"] == b["layer_png"]
         assert json.dumps(a["attributions"]) == json.dumps(b["attributions"])
+
+
+def test_caches_stay_bounded(demo):
+    viewer = Viewer(*demo, cache_size=6, image_store=3)
+    with TestClient(create_app(viewer)) as c:
+        for seed in range(12):
+            body = _png(_image(seed=100 + seed))
+            ref = c.post("/api/images", files={"image": ("x.png", body, "image/png")}).json()["ref"]
+            assert c.post("/api/explain", json={"image_ref": ref, "method": "gradcam"}).status_code == 200
+    assert len(viewer.explanations) == 6 and len(viewer.predictions) == 6 and len(viewer.uploads) == 3
+    assert viewer.calls == 12
+
+
+def test_the_keras_twin_serves_the_same_pictures_as_the_torch_model(demo):
+    pytest.importorskip("keras")
+    keras_viewer, torch_viewer = Viewer(*load_model("demo", framework="keras")), Viewer(*demo)
+    d = keras_viewer.describe()
+    assert d["framework"] == "keras" and d["layout"] == "NHWC" and d["auto_layer"] == "relu4"
+    assert [r["name"] for r in d["layers"]][-3:] == ["relu4", "gap", "classifier"]
+    assert d["layers"][-3]["shape"] == [1, 8, 8, 64]
+    pixels = _image(seed=6)
+    for method in ("gradcam", "guided_backprop"):
+        k = keras_viewer.explain(pixels, "x", method=method, target=1)
+        t = torch_viewer.explain(pixels, "x", method=method, target=1)
+        for key in ("heatmap_png", "layer_png"):
+            assert np.abs(_decode(k[key]).astype(int) - _decode(t[key]).astype(int)).max() <= 2, (method, key)
+        np.testing.assert_allclose([p["prob"] for p in k["predictions"]], [p["prob"] for p in t["predictions"]],
+                                   atol=1e-5)
+        assert k["layer"] == t["layer"]

@@ -283,10 +283,14 @@ def test_run_browser_filters_opens_and_plots(page, server):
     assert page.problems == []
 
 
-def test_a_non_local_host_is_warned_about():
-    # 127.0.0.2 is a loopback address too, but not the default: the CLI must warn.
-    proc, url = _start(["--host", "127.0.0.2"], host="127.0.0.2")
-    health = httpx.get(f"{url}/api/health").json()
-    _, err = _stop(proc)
-    assert health["status"] == "ok"
-    assert "warning: serving on 127.0.0.2" in err
+def test_cli_warns_about_a_non_local_host_and_refuses_bad_folders(tmp_path):
+    # 127.0.0.2 is not the default host: the warning comes first, then the bad --data ends the command.
+    proc = subprocess.run([sys.executable, "-m", "gradsight", "serve", "--model", "demo", "--host", "127.0.0.2",
+                           "--data", str(tmp_path / "missing")], capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2
+    assert "warning: serving on 127.0.0.2" in proc.stderr
+    assert f"error: --data {tmp_path / 'missing'} is not a folder" in proc.stderr
+    proc = subprocess.run([sys.executable, "-m", "gradsight", "serve", "--model", "demo", "--run", str(tmp_path)],
+                          capture_output=True, text=True, timeout=120)
+    assert proc.returncode == 2 and "is not a gradsight run folder" in proc.stderr
+    assert "warning" not in proc.stderr

@@ -49,6 +49,10 @@ def run(args: argparse.Namespace) -> None:
         raise InputError(f"gradsight serve needs its extra ({exc}); pip install 'gradsight[serve]'.") from None
     from .models import load_model
 
+    if args.host not in LOCAL_HOSTS:  # said first, before anything can fail
+        print(f"gradsight: warning: serving on {args.host}, reachable from other machines: anyone who can connect "
+              "can run the model and read the --data and --run folders. Use the default 127.0.0.1 unless you "
+              "mean it.", file=sys.stderr)
     if not 0 <= args.port <= 65535:
         raise InputError(f"--port must be in 0..65535; got {args.port}")
     if args.max_upload_mb <= 0 or args.max_megapixels <= 0:
@@ -68,10 +72,6 @@ def run(args: argparse.Namespace) -> None:
             port = s.getsockname()[1]
     shown = f"[{args.host}]" if ":" in args.host else args.host
     url = f"http://{shown}:{port}/"
-    if args.host not in LOCAL_HOSTS:
-        print(f"gradsight: warning: serving on {args.host}, reachable from other machines: anyone who can connect "
-              "can run the model and read the --data and --run folders. Use the default 127.0.0.1 unless you "
-              "mean it.", file=sys.stderr)
     print(f"gradsight serve: {info.description} at {url} (API docs: {url}docs; Ctrl+C stops)", flush=True)
     if args.open:
         threading.Timer(1.0, webbrowser.open, args=(url,)).start()

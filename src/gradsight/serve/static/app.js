@@ -81,10 +81,11 @@ function fillLayers() {
   select.innerHTML = "";
   const auto = state.model.auto_layer;
   select.append(el("option", { value: "auto", textContent: `auto${auto ? ` (${auto})` : ""}` }));
-  const seen = new Set();
-  state.model.layers.filter((l) => l.spatial).forEach((l) => {
-    if (seen.has(l.name)) return;
-    seen.add(l.name);
+  // A module called several times is one entry; Grad-CAM uses its last call, so show that call's shape.
+  const last = new Map();
+  state.model.layers.filter((l) => l.spatial).forEach((l) => { last.delete(l.name); last.set(l.name, l); });
+  const seen = new Set(last.keys());
+  [...last.values()].forEach((l) => {
     const mark = l.name === auto ? " ← auto" : "";
     select.append(el("option", { value: l.name, textContent: `${l.name} ${JSON.stringify(l.shape)}${mark}` }));
   });
