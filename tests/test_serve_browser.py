@@ -154,12 +154,19 @@ def test_explain_page_reacts_to_every_control(page, server, tmp_path):
     page.goto(server + "/")
     _wait_render(page, 0)
     assert page.locator(".thumbs button").count() == 4
+    assert page.locator("#view-explain").is_visible() and not page.locator("#view-run").is_visible()
     first = _pixels(page)
     assert first.shape == (64, 64, 4)
     # the canvas shows what the API computes: the library's overlay at opacity 0.5
     api = httpx.post(f"{server}/api/explain", json={"image_ref": "data/img_0.png", "method": "gradcam"}).json()
     overlay = np.asarray(Image.open(io.BytesIO(base64.b64decode(api["overlay_png"]))))
     assert np.abs(first[..., :3].astype(np.int16) - overlay).max() <= 2
+    page.locator("#compare-pick input[value=saliency]").check()
+    page.locator("#compare-pick input[value=guided_backprop]").check()
+    page.wait_for_function("() => document.querySelectorAll('#compare canvas').length === 2 && "
+                           "[...document.querySelectorAll('#compare figcaption')].every(f => f.textContent.includes('·'))")
+    page.hover("#view", position={"x": 150, "y": 170})
+    _shot(page, "serve.png")
 
     # upload a non-square image
     big = np.asarray(Image.fromarray(generate(3, seed=99).images[2]).resize((96, 80)))
@@ -216,10 +223,8 @@ def test_explain_page_reacts_to_every_control(page, server, tmp_path):
     value = page.locator("#value").inner_text()
     assert "heat" in value and "attribution" in value
 
-    # side-by-side comparison of two methods
-    page.locator("#compare-pick input[value=saliency]").check()
-    page.locator("#compare-pick input[value=guided_backprop]").check()
-    page.wait_for_function("() => document.querySelectorAll('#compare canvas').length === 2 && "
+    # side-by-side comparison of two methods (picked at the start; they follow the image and the class)
+    page.wait_for_function("() => [...document.querySelectorAll('#compare canvas')].map(c => c.width).join() === '96,96' && "
                            "[...document.querySelectorAll('#compare figcaption')].every(f => f.textContent.includes('·'))")
     a, b = _pixels(page, "#compare canvas[data-method=saliency]"), _pixels(page, "#compare canvas[data-method=guided_backprop]")
     assert a.shape == b.shape == (80, 96, 4) and _changed(a, b) > 1.0
@@ -232,7 +237,6 @@ def test_explain_page_reacts_to_every_control(page, server, tmp_path):
     assert info.value.suggested_filename == "upload_gradcam.png"
     got = np.asarray(Image.open(saved).convert("RGBA"))
     assert np.array_equal(got, _pixels(page))
-    _shot(page, "serve.png")
 
     # drag and drop a file onto the drop zone
     buffer = io.BytesIO()
@@ -252,6 +256,7 @@ def test_run_browser_filters_opens_and_plots(page, server):
     page.goto(server + "/")
     _wait_render(page, 0)
     page.click("#tab-run")
+    assert page.locator("#view-run").is_visible() and not page.locator("#view-explain").is_visible()
     grid = page.locator("#run-grid button")
     assert grid.count() == N_RUN
     page.select_option("#run-correct", "false")
