@@ -20,11 +20,11 @@ import torch
 import torch.nn.functional as F
 from fastapi.testclient import TestClient
 from PIL import Image
-from serve_fixtures import N_RUN, RUN_TRUTH, heat_for, write_images, write_run
 
 from gradsight.demo.shapes import MEAN, STD, generate
 from gradsight.models import ModelInfo, load_model
 from gradsight.serve import Limits, Viewer, create_app
+from serve_fixtures import N_RUN, RUN_TRUTH, heat_for, write_images, write_run
 
 
 def _png(pixels: np.ndarray) -> bytes:

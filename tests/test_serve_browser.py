@@ -22,9 +22,9 @@ import httpx
 import numpy as np
 import pytest
 from PIL import Image
-from serve_fixtures import N_RUN, RUN_TRUTH, write_images, write_run
 
 from gradsight.demo.shapes import generate
+from serve_fixtures import N_RUN, RUN_TRUTH, write_images, write_run
 
 CHROMIUM_ARGS = ["--headless", "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
                  "--disable-background-networking", "--disable-component-update", "--disable-sync"]

@@ -18,7 +18,7 @@ from ._images import Limits
 from ._run import RunDir
 from ._viewer import Viewer
 
-__all__ = ["Viewer", "RunDir", "Limits", "create_app"]
+__all__ = ["Limits", "RunDir", "Viewer", "create_app"]
 
 
 def create_app(viewer: Viewer, **kwargs: Any) -> Any:

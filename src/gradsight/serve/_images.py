@@ -16,11 +16,11 @@ __all__ = [
     "IMAGE_FORMATS",
     "IMAGE_SUFFIXES",
     "Limits",
-    "PayloadTooLarge",
     "NotFound",
+    "PayloadTooLarge",
     "decode_image",
-    "safe_path",
     "list_images",
+    "safe_path",
 ]
 
 IMAGE_FORMATS = ("PNG", "JPEG", "GIF", "BMP", "WEBP", "TIFF")

@@ -19,7 +19,7 @@ from ..errors import InputError
 from ._images import NotFound, safe_path
 from ._viewer import LRU
 
-__all__ = ["RunDir", "SORT_KEYS"]
+__all__ = ["SORT_KEYS", "RunDir"]
 
 SORT_KEYS = ("image_id", "confidence", "label", "predicted", "prob")
 FORMAT = "gradsight-run/1"

@@ -20,7 +20,7 @@ import numpy as np
 from ..errors import InputError, ModelError, TargetError, UnknownOptionError
 from ._images import png_bytes
 
-__all__ = ["Viewer", "LRU", "layer_table", "softmax"]
+__all__ = ["LRU", "Viewer", "layer_table", "softmax"]
 
 K = TypeVar("K", bound=Hashable)
 V = TypeVar("V")
@@ -278,7 +278,12 @@ class Viewer:
     ) -> dict[str, Any]:
         """What ``POST /api/explain`` returns for the image ``pixels`` (uint8 (H, W, 3)) hashed as ``key``."""
         from .. import render
-        from ..demo.runner import GRADIENT_IMAGE_METHODS, SPARSE_HEAT_METHODS, gradient_image, picture
+        from ..demo.runner import (
+            GRADIENT_IMAGE_METHODS,
+            SPARSE_HEAT_METHODS,
+            gradient_image,
+            picture,
+        )
         from ..methods import get_method
 
         t0 = time.perf_counter()

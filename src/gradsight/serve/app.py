@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import base64
-import binascii
 import json
 import mimetypes
 from pathlib import Path
@@ -11,90 +9,29 @@ from typing import Any
 
 import numpy as np
 from fastapi import FastAPI, Request
-from fastapi.exceptions import RequestValidationError
-from fastapi.responses import FileResponse, JSONResponse, Response
+from fastapi.responses import FileResponse, Response
 from fastapi.staticfiles import StaticFiles
-from pydantic import BaseModel, Field
-from starlette.concurrency import run_in_threadpool
-from starlette.types import ASGIApp, Message, Receive, Scope, Send
 
-from ..errors import GradsightError, InputError
+from ..errors import InputError
+from ._http import (
+    FORM_FIELDS,
+    BodyLimit,
+    ExplainRequest,
+    b64decode,
+    call,
+    check_part_type,
+    install_error_handlers,
+    multipart_schema,
+)
 from ._images import IMAGE_SUFFIXES, Limits, NotFound, PayloadTooLarge, decode_image, list_images, png_bytes, safe_path
-from ._run import SORT_KEYS, RunDir
+from ._run import RunDir
+from ._run_routes import add_run_routes
 from ._viewer import Viewer
 
-__all__ = ["create_app", "ExplainRequest"]
+__all__ = ["ExplainRequest", "create_app"]
 
 STATIC = Path(__file__).parent / "static"
 DEMO_IMAGES = 10
-FORM_FIELDS = ("image_ref", "method", "target", "layer", "options", "cmap", "alpha", "attributions")
-
-
-class ExplainRequest(BaseModel):
-    """The body of ``POST /api/explain`` (JSON; as multipart, the same names are form fields)."""
-
-    image: str | None = Field(None, description="the image file's bytes, base64 (a data: URL is fine)")
-    image_ref: str | None = Field(
-        None, description="instead of image: 'demo/<i>', 'data/<path>', 'upload/<sha256>' or 'run/<image_id>'"
-    )
-    method: str = Field("gradcam", description="one of GET /api/model's methods")
-    target: int | str | None = Field(None, description="a class index, or null / 'top1' for the top-1 class")
-    layer: str | None = Field(None, description="CAM methods: a layer name from GET /api/model, or null / 'auto'")
-    options: dict[str, Any] = Field(default_factory=dict, description="the method's options, e.g. {'samples': 16}")
-    cmap: str = Field("jet", description="matplotlib colormap of the heat map")
-    alpha: float = Field(0.5, ge=0.0, le=1.0, description="weight of the heat map over the image in overlay_png")
-    attributions: bool = Field(False, description="also return the raw attribution array")
-
-
-class ServerFailure(Exception):
-    """The model (or drawing) failed on a valid request: HTTP 500 with the cause."""
-
-
-class _BodyLimit:
-    """Refuse request bodies over ``limit`` bytes with 413, from Content-Length or while streaming."""
-
-    def __init__(self, app: ASGIApp, limit: int) -> None:
-        self.app, self.limit = app, limit
-
-    async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
-        if scope["type"] != "http":
-            await self.app(scope, receive, send)
-            return
-        declared = dict(scope.get("headers") or []).get(b"content-length")
-        if declared is not None and declared.isdigit() and int(declared) > self.limit:
-            await _too_large(self.limit)(scope, receive, send)
-            return
-        seen = 0
-
-        async def counted() -> Message:
-            nonlocal seen
-            message = await receive()
-            seen += len(message.get("body", b""))
-            if seen > self.limit:
-                raise PayloadTooLarge(f"the request body is over {self.limit / 2**20:.1f} MB.")
-            return message
-
-        await self.app(scope, counted, send)
-
-
-def _too_large(limit: int) -> JSONResponse:
-    return _error(413, PayloadTooLarge(
-        f"the request body is over {limit / 2**20:.1f} MB; images may be at most the server's --max-upload-mb."
-    ))
-
-
-def _error(status: int, exc: BaseException, kind: str | None = None) -> JSONResponse:
-    message = " ".join(str(exc).split()) or type(exc).__name__
-    return JSONResponse({"error": {"type": kind or type(exc).__name__, "message": message, "status": status}},
-                        status_code=status)
-
-
-def _status(exc: GradsightError) -> int:
-    if isinstance(exc, PayloadTooLarge):
-        return 413
-    if isinstance(exc, NotFound):
-        return 404
-    return 400
 
 
 def create_app(
@@ -132,29 +69,9 @@ def create_app(
         description="Explain a CNN's decisions on single images, and browse a data-set run's explanations.",
     )
     # base64 grows by 4/3; multipart and JSON add a little.
-    app.add_middleware(_BodyLimit, limit=limits.max_bytes * 4 // 3 + 64 * 1024)
+    app.add_middleware(BodyLimit, limit=limits.max_bytes * 4 // 3 + 64 * 1024)
 
-    @app.exception_handler(GradsightError)
-    async def _gradsight_error(request: Request, exc: GradsightError) -> JSONResponse:
-        return _error(_status(exc), exc)
-
-    @app.exception_handler(RequestValidationError)
-    async def _validation_error(request: Request, exc: RequestValidationError) -> JSONResponse:
-        parts = [f"{'.'.join(str(p) for p in e.get('loc', ()))}: {e.get('msg')}" for e in exc.errors()]
-        return _error(422, InputError("; ".join(parts)), "InputError")
-
-    @app.exception_handler(ServerFailure)
-    async def _server_failure(request: Request, exc: ServerFailure) -> JSONResponse:
-        return _error(500, exc, "ModelFailure")
-
-    async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
-        """Run library work in the thread pool; an unexpected exception becomes a 500 with its cause."""
-        try:
-            return await run_in_threadpool(fn, *args, **kwargs)
-        except GradsightError:
-            raise
-        except Exception as exc:
-            raise ServerFailure(f"{type(exc).__name__}: {exc}") from exc
+    install_error_handlers(app)
 
     # ------------------------------------------------------------------ images
 
@@ -267,7 +184,7 @@ def create_app(
             part = form.get("image")
             if part is None or isinstance(part, str):
                 raise InputError("send the image as a multipart file field named 'image'.")
-            _check_part_type(part)
+            check_part_type(part)
             data, name = await part.read(), part.filename or "the upload"
         elif ctype.startswith("image/") or ctype.startswith("application/octet-stream"):
             data, name = await request.body(), "the upload"
@@ -283,7 +200,7 @@ def create_app(
         summary="Explain one image: predictions, the explained class, the heat map and overlay as PNG",
         openapi_extra={"requestBody": {"required": True, "content": {
             "application/json": {"schema": ExplainRequest.model_json_schema()},
-            "multipart/form-data": {"schema": _multipart_schema()},
+            "multipart/form-data": {"schema": multipart_schema()},
         }}},
     )
     async def explain(request: Request) -> dict[str, Any]:
@@ -304,7 +221,7 @@ def create_app(
                     raise InputError("the 'options' form field must be a JSON object, e.g. {\"samples\": 16}.") from None
             part = form.get("image")
             if part is not None and not isinstance(part, str):
-                _check_part_type(part)
+                check_part_type(part)
                 data, name = await part.read(), part.filename or name
             try:
                 req = ExplainRequest.model_validate(fields)
@@ -320,7 +237,7 @@ def create_app(
             except ValueError as exc:
                 raise InputError(" ".join(str(exc).split())) from None
             if req.image is not None:
-                data = _b64decode(req.image, limits)
+                data = b64decode(req.image, limits)
         if data is not None:
             pixels, key = await call(upload, data, name)
         elif req.image_ref:
@@ -334,93 +251,6 @@ def create_app(
         result["image"]["ref"] = f"upload/{key}" if data is not None else req.image_ref
         return result
 
-    # ------------------------------------------------------------------ run
-
-    def need_run() -> RunDir:
-        if run_dir is None:
-            raise NotFound("the server was started without --run DIR; there is no run to browse.")
-        return run_dir
-
-    @app.get("/api/run", summary="The --run folder: metadata, counts, methods, classes")
-    def run_summary() -> dict[str, Any]:
-        return need_run().summary()
-
-    @app.get("/api/run/images", summary="The run's images, filtered and sorted")
-    def run_images(
-        cls: int | None = None, label: int | None = None, predicted: int | None = None,
-        correct: bool | None = None, min_conf: float | None = None, max_conf: float | None = None,
-        sort: str = "image_id", order: str = "asc", offset: int = 0, limit: int = 100,
-    ) -> dict[str, Any]:
-        return need_run().query(cls=cls, label=label, predicted=predicted, correct=correct, min_conf=min_conf,
-                                max_conf=max_conf, sort=sort, order=order, offset=offset, limit=limit)
-
-    run_images.__doc__ = f"sort: one of {', '.join(SORT_KEYS)}; cls matches the true or the predicted class."
-
-    @app.get("/api/run/images/{image_id}", summary="One run image with every method's saved result")
-    def run_item(image_id: int) -> dict[str, Any]:
-        rd = need_run()
-        return rd.public(rd.item(image_id))
-
-    @app.get("/api/run/images/{image_id}/source.png", summary="The run image itself",
-             response_class=Response, responses={200: {"content": {"image/png": {}}}})
-    async def run_source(image_id: int) -> Response:
-        pixels, _ = await call(resolve, f"run/{image_id}")
-        return Response(await call(png_bytes, pixels), media_type="image/png")
-
-    @app.get("/api/run/images/{image_id}/{method}.png", summary="A saved heat map, over the image when it is found",
-             response_class=Response, responses={200: {"content": {"image/png": {}}}})
-    async def run_heatmap(image_id: int, method: str, cmap: str = "jet", alpha: float = 0.5,
-                          overlay: bool = True) -> Response:
-        rd = need_run()
-
-        def draw() -> bytes:
-            from .. import render
-
-            if not 0.0 <= alpha <= 1.0:
-                raise InputError(f"alpha must be in [0, 1]; got {alpha}.")
-            heat = rd.heatmap(image_id, method)
-            source = rd.source_image(image_id) if overlay else None
-            if source is None:
-                return png_bytes(render.colorize(heat, cmap))
-            return png_bytes(render.overlay(source, heat, cmap=cmap, alpha=alpha))
-
-        return Response(await call(draw), media_type="image/png")
-
-    @app.get("/api/run/embedding", summary="The run's 2-D embedding (embedding.parquet) with each image's classes")
-    def run_embedding() -> dict[str, Any]:
-        return {"points": need_run().embedding()}
-
-    @app.get("/api/run/files/{path:path}", summary="A file inside the run folder (png/..., summary.md, class_means.png)")
-    def run_file(path: str) -> FileResponse:
-        return FileResponse(need_run().file(path))
-
+    add_run_routes(app, run_dir, resolve)
     return app
 
-
-def _check_part_type(part: Any) -> None:
-    ctype = (getattr(part, "content_type", None) or "").split(";")[0].strip().lower()
-    if ctype and not (ctype.startswith("image/") or ctype == "application/octet-stream"):
-        raise InputError(f"only image files are accepted; the upload says it is {ctype!r}.")
-
-
-def _b64decode(text: str, limits: Limits) -> bytes:
-    if text.startswith("data:"):
-        head, _, text = text.partition(",")
-        if ";base64" not in head or not head[5:].startswith(("image/", ";")):
-            raise InputError("a data: URL image must be 'data:image/...;base64,...'.")
-    if len(text) * 3 // 4 > limits.max_bytes + 3:  # refused before decoding
-        raise PayloadTooLarge(
-            f"the image is about {len(text) * 3 / 4 / 2**20:.1f} MB; the limit is {limits.max_bytes / 2**20:.1f} MB."
-        )
-    try:
-        return base64.b64decode(text, validate=True)
-    except (binascii.Error, ValueError):
-        raise InputError("'image' must be the image file's bytes in base64.") from None
-
-
-def _multipart_schema() -> dict[str, Any]:
-    props: dict[str, Any] = {"image": {"type": "string", "format": "binary"}}
-    for key in FORM_FIELDS:
-        props[key] = {"type": "string"}
-    props["options"]["description"] = "a JSON object"
-    return {"type": "object", "properties": props}
