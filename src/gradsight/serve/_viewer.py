@@ -69,7 +69,7 @@ def layer_table(model: Any, layout: str, size: int) -> tuple[list[dict[str, Any]
     through the Backend protocol's ``layers``; the automatic layer is the last with a 4-D
     output that has more than one spatial position.
     """
-    from ..backends.base import backend_for
+    from ..backends import backend_for
 
     shape = (1, 3, size, size) if layout == "NCHW" else (1, size, size, 3)
     bk = backend_for(model)
