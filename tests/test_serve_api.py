@@ -21,6 +21,7 @@ import torch.nn.functional as F
 from fastapi.testclient import TestClient
 from PIL import Image
 
+from gradsight.demo.runner import demo_images
 from gradsight.demo.shapes import MEAN, STD, generate
 from gradsight.models import ModelInfo, load_model
 from gradsight.serve import Limits, Viewer, create_app
@@ -228,6 +229,15 @@ def test_upload_limits_are_checked_from_the_header_before_decoding(demo):
         assert r.status_code == 413 and "MB" in r.json()["error"]["message"]
         r = c.post("/api/explain", content=b"x" * 400_000, headers={"content-type": "application/json"})
         assert r.status_code == 413  # refused from Content-Length, before the body is read
+
+        def chunks():  # no Content-Length: counted while it streams in
+            for _ in range(40):
+                yield b"x" * 10_000
+
+        for ctype in ("application/json", "multipart/form-data; boundary=xyz", "image/png"):
+            r = c.post("/api/explain" if "image/" not in ctype else "/api/images", content=chunks(),
+                       headers={"content-type": ctype})
+            assert r.status_code == 413 and r.json()["error"]["type"] == "PayloadTooLarge", (ctype, r.text)
         assert c.get("/api/health").status_code == 200
 
 
@@ -348,6 +358,10 @@ def test_without_run_or_data_the_endpoints_say_so(demo):
         assert r.status_code == 404 and "--run" in r.json()["error"]["message"]
         refs = [im["ref"] for im in c.get("/api/images").json()["images"]]
         assert refs == [f"demo/{i}" for i in range(10)]
+        shown = np.asarray(Image.open(io.BytesIO(c.get("/api/images/demo/3").content)))
+        assert np.array_equal(shown, demo_images(10).images[3])
+        r = c.post("/api/explain", json={"image_ref": "demo/3"}).json()
+        assert r["image"]["ref"] == "demo/3" and r["explained"]["name"] == "star"  # the model gets it right
         assert c.get("/api/images/data/x.png").status_code == 404
         assert c.get("/api/model").json()["sources"] == {"data": False, "run": False, "demo": True}
 

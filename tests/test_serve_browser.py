@@ -218,10 +218,18 @@ def test_explain_page_reacts_to_every_control(page, server, tmp_path):
     stronger = _pixels(page)
     assert _changed(gray, stronger) > 1.0 and _renders(page) == n
 
-    # the value under the pointer
+    # the value under the pointer: the heat map's value at that pixel of the image
     page.hover("#view", position={"x": 200, "y": 150})
     value = page.locator("#value").inner_text()
     assert "heat" in value and "attribution" in value
+    body = {"image_ref": page.evaluate("() => state.ref"), "method": "gradcam", "layer": "conv3",
+            "target": int(page.locator("#preds button.active").get_attribute("data-cls"))}
+    heat = np.asarray(Image.open(io.BytesIO(base64.b64decode(
+        httpx.post(f"{server}/api/explain", json=body).json()["heatmap_png"]))))
+    xy, shown = value.split(": heat ")
+    x, y = (int(v) for v in xy.strip("()").split(","))
+    assert abs(x - 200 / 384 * 96) <= 1.5 and abs(y - 150 / 320 * 80) <= 1.5  # the canvas is drawn 384x320
+    assert float(shown.split()[0]) == pytest.approx(heat[y, x] / 255, abs=1e-3)
 
     # side-by-side comparison of two methods (picked at the start; they follow the image and the class)
     page.wait_for_function("() => [...document.querySelectorAll('#compare canvas')].map(c => c.width).join() === '96,96' && "

@@ -230,6 +230,8 @@ def create_app(
         else:
             try:
                 body = await request.json()
+            except PayloadTooLarge:  # from the body limit, while the body streamed in
+                raise
             except ValueError:
                 raise InputError("send a JSON body (or multipart/form-data) with 'image' or 'image_ref'.") from None
             try:
