@@ -111,6 +111,9 @@ def page(browser, server):
     problems: list[str] = []
     pg.on("console", lambda m: problems.append(f"console {m.type}: {m.text}") if m.type == "error" else None)
     pg.on("pageerror", lambda e: problems.append(f"page error: {e}"))
+    pg.on("requestfinished", lambda r: problems.append(f"{r.method} {r.url} -> {r.response().status}: "
+                                                       f"{r.post_data} {r.response().text()[:300]}")
+          if r.response() is not None and r.response().status >= 400 else None)
     pg.problems = problems
     yield pg
     context.close()
@@ -183,6 +186,23 @@ def test_explain_page_reacts_to_every_control(page, server, tmp_path):
     saliency = _pixels(page)
     assert _changed(uploaded, saliency) > 1.0
     assert page.locator("#layer").is_disabled()
+
+    # a method's own options: SmoothGrad with 4 samples, then seed 7
+    n = _renders(page)
+    page.select_option("#method", "smoothgrad")
+    _wait_render(page, n)
+    default = _pixels(page)
+    assert page.locator("#options input[data-option=samples]").get_attribute("placeholder") == "50"
+    n = _renders(page)
+    page.locator("#options input[data-option=samples]").fill("4")
+    page.locator("#options input[data-option=samples]").dispatch_event("change")
+    _wait_render(page, n)
+    four = _pixels(page)
+    n = _renders(page)
+    page.locator("#options input[data-option=seed]").fill("7")
+    page.locator("#options input[data-option=seed]").dispatch_event("change")
+    _wait_render(page, n)
+    assert _changed(default, four) > 0.5 and _changed(four, _pixels(page)) > 0.5
 
     # layer
     n = _renders(page)
@@ -257,7 +277,7 @@ def test_explain_page_reacts_to_every_control(page, server, tmp_path):
                   dropped)
     _wait_render(page, n)
     assert _pixels(page).shape == (64, 64, 4)
-    assert page.problems == []
+    assert page.problems == [], "\n".join(page.problems)
 
 
 def test_run_browser_filters_opens_and_plots(page, server):
@@ -293,7 +313,7 @@ def test_run_browser_filters_opens_and_plots(page, server):
     page.get_by_role("button", name="Explain live").click()
     _wait_render(page, n)
     assert page.locator("#view-explain").is_visible()
-    assert page.problems == []
+    assert page.problems == [], "\n".join(page.problems)
 
 
 def test_cli_warns_about_a_non_local_host_and_refuses_bad_folders(tmp_path):

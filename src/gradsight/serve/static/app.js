@@ -52,6 +52,7 @@ async function init() {
     method.value = model.methods.some((m) => m.name === "gradcam") ? "gradcam" : model.methods[0].name;
     state.method = method.value;
     fillLayers();
+    fillOptions();
     model.methods.forEach((m) => {
       const box = el("input", { type: "checkbox", value: m.name });
       box.addEventListener("change", () => {
@@ -93,8 +94,38 @@ function fillLayers() {
   select.value = spec.uses_layer && seen.has(state.layer) ? state.layer : "auto";
 }
 
+// The method's own options (from /api/model): numbers and words get an input; empty means the default.
+function fillOptions() {
+  const box = $("#options");
+  box.innerHTML = "";
+  const spec = state.model.methods.find((m) => m.name === state.method);
+  Object.entries(spec.options).forEach(([name, value]) => {
+    if (typeof value === "boolean") return;
+    const numeric = typeof value === "number";
+    const input = el("input", { type: numeric ? "number" : "text", placeholder: value === null ? "default" : String(value) });
+    input.dataset.option = name;
+    input.dataset.numeric = numeric ? "1" : "";
+    if (numeric) input.step = Number.isInteger(value) ? "1" : "any";
+    input.dataset.method = spec.name;
+    // (a focused input removed when the method changes fires one last change: ignore it)
+    input.addEventListener("change", () => { if (input.isConnected && state.method === spec.name) { explain(); renderCompare(); } });
+    box.append(el("label", {}, [`${name} `, input]));
+  });
+}
+
+function methodOptions(method) {
+  if (method !== state.method) return {};
+  const out = {};
+  document.querySelectorAll("#options input").forEach((input) => {
+    if (input.value === "" || input.dataset.method !== method) return;
+    const text = input.value.trim();
+    out[input.dataset.option] = input.dataset.numeric || /^-?\d+(\.\d+)?$/.test(text) ? Number(text) : text;
+  });
+  return out;
+}
+
 function bindControls() {
-  $("#method").addEventListener("change", (e) => { state.method = e.target.value; fillLayers(); explain(); });
+  $("#method").addEventListener("change", (e) => { state.method = e.target.value; fillLayers(); fillOptions(); explain(); });
   $("#layer").addEventListener("change", (e) => { state.layer = e.target.value; explain(); renderCompare(); });
   $("#cmap").addEventListener("change", (e) => { state.cmap = e.target.value; explain(); renderCompare(); });
   $("#opacity").addEventListener("input", (e) => {
@@ -153,7 +184,7 @@ async function choose(ref, name) {
 function request(method) {
   return {
     image_ref: state.ref, method, target: state.target, cmap: state.cmap, alpha: state.opacity,
-    layer: state.layer, attributions: method === state.method,
+    layer: state.layer, attributions: method === state.method, options: methodOptions(method),
   };
 }
 
