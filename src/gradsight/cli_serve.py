@@ -41,6 +41,8 @@ def run(args: argparse.Namespace) -> None:
     import webbrowser
     from pathlib import Path
 
+    import numpy as np
+
     try:
         import uvicorn
 
@@ -63,7 +65,11 @@ def run(args: argparse.Namespace) -> None:
     run_dir = RunDir(args.run_dir) if args.run_dir is not None else None  # a bad folder fails before the model loads
     model, info = load_model(args.model, weights=args.weights, trust_pickle=args.trust_pickle,
                              framework=args.framework)
-    app = create_app(Viewer(model, info), data=args.data, run=run_dir, limits=limits)
+    viewer = Viewer(model, info)
+    app = create_app(viewer, data=args.data, run=run_dir, limits=limits)
+    # One backward pass now, so the first person's request does not pay for the framework's warm-up;
+    # a model that cannot be differentiated at all fails here, before the URL is printed.
+    viewer.explain(np.zeros((viewer.size, viewer.size, 3), np.uint8), "warm-up", "saliency")
 
     port = args.port
     if port == 0:
