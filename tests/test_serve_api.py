@@ -437,3 +437,13 @@ def test_the_keras_twin_serves_the_same_pictures_as_the_torch_model(demo):
         np.testing.assert_allclose([p["prob"] for p in k["predictions"]], [p["prob"] for p in t["predictions"]],
                                    atol=1e-5)
         assert k["layer"] == t["layer"]
+
+
+def test_the_web_stack_loads_only_for_serve():
+    import subprocess
+    import sys
+
+    code = ("import sys, gradsight, gradsight.cli; gradsight.cli.build_parser(); "
+            "print(sorted(m for m in ('fastapi', 'uvicorn', 'starlette', 'multipart') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=120, check=True)
+    assert out.stdout.strip() == "[]"
