@@ -158,6 +158,17 @@ def test_upload_forms_give_the_same_answer_and_the_cache_serves_repeats(client):
     assert client.get("/api/health").json()["computations"] == calls
 
 
+def test_pictures_are_at_the_image_size_up_to_2048_pixels(client):
+    wide = np.repeat(_image(seed=8), 33, axis=1)[:40]  # 40 x 2112
+    r = client.post("/api/explain", json={"image": base64.b64encode(_png(wide)).decode(), "method": "gradcam"}).json()
+    assert (r["image"]["width"], r["image"]["height"]) == (2112, 40)
+    assert (r["picture"]["width"], r["picture"]["height"]) == (2048, 39)
+    for key in ("heatmap_png", "overlay_png", "layer_png"):
+        assert _decode(r[key]).shape[:2] == (39, 2048)
+    small = client.post("/api/explain", json={"image_ref": "data/img_0.png"}).json()
+    assert small["picture"] == {"width": 64, "height": 64} and _decode(small["heatmap_png"]).shape == (64, 64)
+
+
 def test_images_list_and_files_from_the_data_folder(client, folders):
     _, data, _ = folders
     refs = [im["ref"] for im in client.get("/api/images").json()["images"]]

@@ -27,6 +27,8 @@ V = TypeVar("V")
 
 TOP = 5
 DEFAULT_SIZE = 224
+MAX_SIDE = 2048
+"""Pictures (heat map, overlay) are at the image's own size up to this many pixels on the longest side."""
 
 
 class LRU(Generic[K, V]):
@@ -87,6 +89,18 @@ def layer_table(model: Any, layout: str, size: int) -> tuple[list[dict[str, Any]
     ]
     auto = max((k for k, r in enumerate(table) if r["spatial"]), default=None)
     return table, auto
+
+
+def _fit(pixels: np.ndarray, side: int) -> np.ndarray:
+    """``pixels`` scaled down (bilinear) so that the longest side is at most ``side``; unchanged if it is."""
+    from PIL import Image
+
+    h, w = pixels.shape[:2]
+    if max(h, w) <= side:
+        return pixels
+    k = side / max(h, w)
+    size = (max(1, round(w * k)), max(1, round(h * k)))
+    return np.asarray(Image.fromarray(pixels).resize(size, Image.Resampling.BILINEAR))
 
 
 def _b64png(pixels: Any) -> str:
@@ -301,7 +315,9 @@ class Viewer:
         cls = self.target_class(target, logits)
         exp, said, seconds, cached = self.explanation(pixels, key, spec.name, cls, layer, options)
 
-        h, w = pixels.shape[:2]
+        h0, w0 = pixels.shape[:2]
+        shown = _fit(pixels, MAX_SIDE)  # pictures of very large uploads are drawn smaller
+        h, w = shown.shape[:2]
         heat = exp.heatmaps[0]
         sparse = spec.name in SPARSE_HEAT_METHODS
         if sparse:
@@ -323,7 +339,8 @@ class Viewer:
             "method": spec.name,
             "layer": exp.layer,
             "options": {k: v for k, v in options.items()},
-            "image": {"width": int(w), "height": int(h), "sha256": key},
+            "image": {"width": int(w0), "height": int(h0), "sha256": key},
+            "picture": {"width": int(w), "height": int(h)},
             "predictions": [
                 {"class": int(k), "name": self.class_names[k], "prob": float(probs[k]), "score": float(logits[k])}
                 for k in top
@@ -335,7 +352,7 @@ class Viewer:
                 "score": float(exp.scores[0]),
             },
             "heatmap_png": _b64png(gray),
-            "overlay_png": _b64png(picture(exp, 0, pixels, cmap=cmap, alpha=float(alpha))),
+            "overlay_png": _b64png(picture(exp, 0, shown, cmap=cmap, alpha=float(alpha))),
             "layer_png": _b64png(rgba),
             "blend": blend,
             "cmap": cmap,

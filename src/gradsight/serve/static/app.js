@@ -272,7 +272,8 @@ function pointer(event) {
   const fx = Math.min(0.9999, Math.max(0, (event.clientX - box.left) / box.width));
   const fy = Math.min(0.9999, Math.max(0, (event.clientY - box.top) / box.height));
   const x = Math.floor(fx * r.image.width), y = Math.floor(fy * r.image.height);
-  const heat = state.heat[(y * r.image.width + x) * 4] / 255;
+  const px = Math.floor(fx * r.picture.width), py = Math.floor(fy * r.picture.height); // the heat map's pixel
+  const heat = state.heat[(py * r.picture.width + px) * 4] / 255;
   let text = `(${x}, ${y}): heat ${heat.toFixed(3)}`;
   if (r.attributions) {
     const a = attributionAt(r.attributions, fx, fy);
