@@ -430,6 +430,11 @@ def test_caches_stay_bounded(demo):
             assert c.post("/api/explain", json={"image_ref": ref, "method": "gradcam"}).status_code == 200
     assert len(viewer.explanations) == 6 and len(viewer.predictions) == 6 and len(viewer.uploads) == 3
     assert viewer.calls == 12
+    small = Viewer(*demo, upload_bytes=3 * 64 * 64 * 3 + 10)  # room for three 64x64 images
+    for seed in range(5):
+        small.uploads.put(str(seed), _image(seed=seed))
+    assert len(small.uploads) == 3 and small.uploads.bytes == 3 * 64 * 64 * 3
+    assert small.uploads.get("0") is None and small.uploads.get("4") is not None
 
 
 def test_the_keras_twin_serves_the_same_pictures_as_the_torch_model(demo):

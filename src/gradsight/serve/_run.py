@@ -16,8 +16,8 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ._cache import LRU
 from ._images import NotFound, safe_path
-from ._viewer import LRU
 
 __all__ = ["SORT_KEYS", "RunDir"]
 

@@ -11,50 +11,20 @@ import json
 import threading
 import time
 import warnings
-from collections import OrderedDict
-from collections.abc import Hashable
-from typing import Any, Generic, TypeVar
+from typing import Any
 
 import numpy as np
 
 from ..errors import InputError, ModelError, TargetError, UnknownOptionError
+from ._cache import LRU
 from ._images import png_bytes
 
-__all__ = ["LRU", "Viewer", "layer_table", "softmax"]
-
-K = TypeVar("K", bound=Hashable)
-V = TypeVar("V")
+__all__ = ["Viewer", "layer_table", "softmax"]
 
 TOP = 5
 DEFAULT_SIZE = 224
 MAX_SIDE = 2048
 """Pictures (heat map, overlay) are at the image's own size up to this many pixels on the longest side."""
-
-
-class LRU(Generic[K, V]):
-    """A small thread-safe least-recently-used map (bounded, so memory stays flat)."""
-
-    def __init__(self, size: int) -> None:
-        self.size = max(int(size), 1)
-        self._data: OrderedDict[K, V] = OrderedDict()
-        self._lock = threading.Lock()
-
-    def get(self, key: K) -> V | None:
-        with self._lock:
-            if key not in self._data:
-                return None
-            self._data.move_to_end(key)
-            return self._data[key]
-
-    def put(self, key: K, value: V) -> None:
-        with self._lock:
-            self._data[key] = value
-            self._data.move_to_end(key)
-            while len(self._data) > self.size:
-                self._data.popitem(last=False)
-
-    def __len__(self) -> int:
-        return len(self._data)
 
 
 def softmax(logits: np.ndarray) -> np.ndarray:
@@ -147,15 +117,18 @@ class Viewer:
         What :func:`gradsight.models.load_model` returned.
     cache_size:
         Explanations kept (per image, method, layer, class and options).
-    image_store:
-        Uploaded images kept, to be explained again by reference.
+    image_store, upload_bytes:
+        Uploaded images kept (at most this many, and this many bytes of pixels), to be explained
+        again by reference.
 
     One lock per model: the model runs one request at a time (gradsight's sessions change
     module state for the duration of a call), while decoding, caching and drawing run in
     parallel.
     """
 
-    def __init__(self, model: Any, info: Any, *, cache_size: int = 256, image_store: int = 64) -> None:
+    def __init__(
+        self, model: Any, info: Any, *, cache_size: int = 256, image_store: int = 64, upload_bytes: int = 512 * 2**20
+    ) -> None:
         from ..methods import METHODS
 
         self.model = model
@@ -164,7 +137,8 @@ class Viewer:
         self.lock = threading.Lock()
         self.explanations: LRU[tuple[Any, ...], tuple[Any, list[str], float]] = LRU(cache_size)
         self.predictions: LRU[str, np.ndarray] = LRU(cache_size)
-        self.uploads: LRU[str, np.ndarray] = LRU(image_store)
+        # uploads may be up to 40 MP (120 MB decoded): bounded in bytes too
+        self.uploads: LRU[str, np.ndarray] = LRU(image_store, budget=upload_bytes, weigh=lambda a: int(a.nbytes))
         self.calls = 0  # model computations (cache misses), for tests and /api/health
         with self.lock:
             self.layers, self.auto_layer = layer_table(model, info.layout, self.size)
