@@ -151,7 +151,7 @@ def test_upload_forms_give_the_same_answer_and_the_cache_serves_repeats(client):
     up = client.post("/api/images", files={"image": ("x.png", body, "image/png")}).json()
     calls = client.get("/api/health").json()["computations"]
     by_ref = client.post("/api/explain", json={"image_ref": up["ref"], "method": "guided_gradcam"}).json()
-    assert up["ref"] == f"upload/{as_json['image']['sha256']}" and (up["width"], up["height"]) == (64, 64)
+    assert up["ref"] == f"upload/{as_json['image']['key']}" and (up["width"], up["height"]) == (64, 64)
     for other in (form, by_ref):
         assert other["layer_png"] == as_json["layer_png"] and other["heatmap_png"] == as_json["heatmap_png"]
     assert form["cached"] and by_ref["cached"]

@@ -266,12 +266,6 @@ class Viewer:
     ) -> dict[str, Any]:
         """What ``POST /api/explain`` returns for the image ``pixels`` (uint8 (H, W, 3)) hashed as ``key``."""
         from .. import render
-        from ..demo.runner import (
-            GRADIENT_IMAGE_METHODS,
-            SPARSE_HEAT_METHODS,
-            gradient_image,
-            picture,
-        )
         from ..methods import get_method
 
         t0 = time.perf_counter()
@@ -292,28 +286,12 @@ class Viewer:
         h0, w0 = pixels.shape[:2]
         shown = _fit(pixels, MAX_SIDE)  # pictures of very large uploads are drawn smaller
         h, w = shown.shape[:2]
-        heat = exp.heatmaps[0]
-        sparse = spec.name in SPARSE_HEAT_METHODS
-        if sparse:
-            heat = render.normalize(heat, clip_percentile=99)  # as drawn: a few hot pixels would hide the rest
-        heat = np.clip(render.resize(heat, (h, w)), 0.0, 1.0)
-        gray = np.floor(heat * 255.0 + 0.5).astype(np.uint8)
-        if spec.name in GRADIENT_IMAGE_METHODS and exp.attributions.ndim == 4:
-            from PIL import Image
-
-            tile = Image.fromarray(gradient_image(exp.attributions[0], exp.layout), "RGB")
-            color = np.asarray(tile.resize((w, h), Image.Resampling.BICUBIC) if tile.size != (w, h) else tile)
-            rgba = np.dstack([color, np.full((h, w), 255, np.uint8)])
-            blend = "uniform"
-        else:
-            rgba = np.dstack([render.colorize(heat, cmap), gray if sparse else np.full((h, w), 255, np.uint8)])
-            blend = "heat" if sparse else "uniform"
         top = np.argsort(-probs, kind="stable")[: min(TOP, self.num_classes)]
         result: dict[str, Any] = {
             "method": spec.name,
             "layer": exp.layer,
             "options": {k: v for k, v in options.items()},
-            "image": {"width": int(w0), "height": int(h0), "sha256": key},
+            "image": {"width": int(w0), "height": int(h0), "key": key},
             "picture": {"width": int(w), "height": int(h)},
             "predictions": [
                 {"class": int(k), "name": self.class_names[k], "prob": float(probs[k]), "score": float(logits[k])}
@@ -325,10 +303,7 @@ class Viewer:
                 "prob": float(probs[cls]),
                 "score": float(exp.scores[0]),
             },
-            "heatmap_png": _b64png(gray),
-            "overlay_png": _b64png(picture(exp, 0, shown, cmap=cmap, alpha=float(alpha))),
-            "layer_png": _b64png(rgba),
-            "blend": blend,
+            **_pictures(exp, shown, cmap, float(alpha)),
             "cmap": cmap,
             "alpha": float(alpha),
             "warnings": said,
@@ -345,3 +320,34 @@ class Viewer:
         result["elapsed_ms"] = round((time.perf_counter() - t0) * 1000.0, 2)
         return result
 
+
+def _pictures(exp: Any, shown: np.ndarray, cmap: str, alpha: float) -> dict[str, Any]:
+    """The PNGs of one explanation at the size of ``shown`` (uint8 (H, W, 3)), drawn as ``gradsight explain`` draws.
+
+    ``heatmap_png``: the heat map as drawn (8-bit grey); ``overlay_png``: the picture over the image;
+    ``layer_png``: RGBA for the page to blend over the image with its own opacity; ``blend`` says how
+    ("heat": the alpha channel is the heat map and the weight min(1, 2 * opacity), as for sparse maps).
+    """
+    from PIL import Image
+
+    from .. import render
+    from ..demo.runner import GRADIENT_IMAGE_METHODS, SPARSE_HEAT_METHODS, gradient_image, picture
+
+    h, w = shown.shape[:2]
+    sparse = exp.method in SPARSE_HEAT_METHODS
+    heat = render.normalize(exp.heatmaps[0], clip_percentile=99) if sparse else exp.heatmaps[0]
+    heat = np.clip(render.resize(heat, (h, w)), 0.0, 1.0)
+    gray = np.floor(heat * 255.0 + 0.5).astype(np.uint8)
+    opaque = np.full((h, w), 255, np.uint8)
+    if exp.method in GRADIENT_IMAGE_METHODS and exp.attributions.ndim == 4:
+        tile = Image.fromarray(gradient_image(exp.attributions[0], exp.layout), "RGB")
+        rgba = np.dstack([np.asarray(tile.resize((w, h), Image.Resampling.BICUBIC) if tile.size != (w, h) else tile),
+                          opaque])
+    else:
+        rgba = np.dstack([render.colorize(heat, cmap), gray if sparse else opaque])
+    return {
+        "heatmap_png": _b64png(gray),
+        "overlay_png": _b64png(picture(exp, 0, shown, cmap=cmap, alpha=alpha)),
+        "layer_png": _b64png(rgba),
+        "blend": "heat" if sparse else "uniform",
+    }
