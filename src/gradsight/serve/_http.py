@@ -99,8 +99,6 @@ def status(exc: GradsightError) -> int:
     return 400
 
 
-
-
 def install_error_handlers(app: FastAPI) -> None:
     """Every error leaves as ``{"error": {"type", "message", "status"}}``: 4xx for bad input, 500 for the model."""
 
@@ -129,12 +127,14 @@ async def call(fn: Any, *args: Any, **kwargs: Any) -> Any:
 
 
 def check_part_type(part: Any) -> None:
+    """Refuse a multipart file part that declares a non-image type (the bytes are checked later too)."""
     ctype = (getattr(part, "content_type", None) or "").split(";")[0].strip().lower()
     if ctype and not (ctype.startswith("image/") or ctype == "application/octet-stream"):
         raise InputError(f"only image files are accepted; the upload says it is {ctype!r}.")
 
 
 def b64decode(text: str, limits: Limits) -> bytes:
+    """The bytes of a base64 image (a ``data:image/...;base64,`` URL too), sized up before decoding."""
     if text.startswith("data:"):
         head, _, text = text.partition(",")
         if ";base64" not in head or not head[5:].startswith(("image/", ";")):
@@ -150,6 +150,7 @@ def b64decode(text: str, limits: Limits) -> bytes:
 
 
 def multipart_schema() -> dict[str, Any]:
+    """OpenAPI schema of the multipart form of ``POST /api/explain``."""
     props: dict[str, Any] = {"image": {"type": "string", "format": "binary"}}
     for key in FORM_FIELDS:
         props[key] = {"type": "string"}
