@@ -8,7 +8,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import backend_for
+from .backends import backend_for
 from .explanation import Explanation
 from .methods import METHODS, get_method
 from .rules import Rule, get_rule
@@ -91,9 +91,9 @@ def explain(
     tgt = as_target(target)
     output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
-    with bk.session(model, eval_mode=eval_mode, logits=logits):
-        xt = bk.prepare_input(model, x)
-        result = spec.fn(bk, model, xt, tgt, output=output, **options)
+    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
+        xt = run.prepare_input(model, x)
+        result = spec.fn(run, model, xt, tgt, output=output, **options)
     return Explanation(
         method=spec.name,
         attributions=result.attributions,
@@ -129,10 +129,10 @@ def predict(
     n = len(x)
     step = n if not batch_size or batch_size >= n else int(batch_size)
     parts: list[np.ndarray] = []
-    with bk.session(model, eval_mode=eval_mode, logits=logits):
+    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
         for start in range(0, max(n, 1), max(step, 1)):
-            xt = bk.prepare_input(model, x[start : start + step])
-            out = bk.forward(model, xt, output=output)
+            xt = run.prepare_input(model, x[start : start + step])
+            out = run.forward(model, xt, output=output)
             parts.append(np.asarray(bk.ops.numpy(out), dtype=np.float32))
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import backend_for
+from ..backends import backend_for
 from ..errors import InputError, ModelError
 from ._embed import class_colours, figure_to_image
-from ._layers import helpers, session
+from ._layers import session
 
 __all__ = ["UnitLine", "unit_lines", "hidden_units"]
 
@@ -64,9 +64,8 @@ def _clip_line(w: np.ndarray, b: float, bounds: Bounds) -> np.ndarray | None:
 
 def _first_dense(model: Any) -> tuple[Any, str, np.ndarray, np.ndarray]:
     bk = backend_for(model)
-    fw = helpers(bk)
-    dense = fw.dense_layers(model)
-    params = fw.weights(model)
+    dense = bk.dense_layers(model)
+    params = bk.weights(model)
     if not params:
         raise ModelError(f"this {type(model).__name__} has no weights; hidden_units needs a first dense layer from R^2.")
     first = params[0][0]
@@ -75,7 +74,7 @@ def _first_dense(model: Any) -> tuple[Any, str, np.ndarray, np.ndarray]:
             f"the first layer with weights is {first!r}, not a dense (Linear/Dense) layer; hidden_units draws "
             "networks whose first layer is a linear map from R^2, such as Linear(2, h) - ReLU - Linear(h, 2)."
         )
-    w, b = fw.dense_params(dense[0][1])
+    w, b = bk.dense_params(dense[0][1])
     if w.shape[1] != 2:
         raise ModelError(
             f"the first layer {first!r} maps R^{w.shape[1]} to R^{w.shape[0]}; hidden_units draws lines in the plane, "
@@ -206,8 +205,8 @@ def hidden_units(
     gx = np.linspace(box[0], box[1], resolution)
     gy = np.linspace(box[2], box[3], resolution)
     grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2).astype(np.float32)
-    with session(bk, model):
-        out = bk.ops.numpy(bk.forward(model, bk.prepare_input(model, grid)))
+    with session(bk, model) as run:
+        out = run.ops.numpy(run.forward(model, run.prepare_input(model, grid)))
     out = out.reshape(len(grid), -1)
     if out.shape[1] > 1:
         region = out.argmax(1)
