@@ -28,6 +28,9 @@ from collections.abc import Callable
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
 
+from ..inputs import DEMO_MEAN, DEMO_STD
+from ..inputs import preprocess as _preprocess
+
 __all__ = [
     "CLASSES",
     "IMAGE_SIZE",
@@ -44,10 +47,10 @@ CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 IMAGE_SIZE: int = 64
 """Default side length of the generated images, in pixels."""
 
-MEAN: np.ndarray = np.array([0.5080, 0.4992, 0.5042], dtype=np.float32)
+MEAN: np.ndarray = DEMO_MEAN
 """Per-channel (R, G, B) mean of the generated images on the 0-1 scale (measured on ``generate(3000, seed=7)``)."""
 
-STD: np.ndarray = np.array([0.2592, 0.2572, 0.2580], dtype=np.float32)
+STD: np.ndarray = DEMO_STD
 """Per-channel (R, G, B) standard deviation of the generated images on the 0-1 scale."""
 
 _SS = 4  # supersampling factor used to anti-alias the drawn layers
@@ -306,14 +309,7 @@ def preprocess(images: np.ndarray, layout: str = "NCHW") -> np.ndarray:
     -------
     np.ndarray
         float32 array in the requested layout.
+
+    This is :func:`gradsight.inputs.preprocess` with ``name="demo"``.
     """
-    layout_u = str(layout).upper()
-    if layout_u not in ("NCHW", "NHWC"):
-        raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}.")
-    x = np.asarray(images)
-    if x.ndim not in (3, 4) or x.shape[-1] != 3:
-        raise ValueError(f"expected images of shape (N, H, W, 3) or (H, W, 3), got {x.shape}.")
-    out = (x.astype(np.float32) / np.float32(255.0) - MEAN) / STD
-    if layout_u == "NCHW":
-        out = np.moveaxis(out, -1, -3)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return _preprocess(images, "demo", layout)
