@@ -30,8 +30,8 @@ backward pass. Every result array gains the k axis right after the batch axis:
 
 from __future__ import annotations
 
+from .._deprecation import moved
 from ..detection.yolo import YoloConfig
-from ._select import select_output
 from .base import Target
 from .base import outputs_numpy as outputs_numpy
 from .classes import CallableTarget, ClassTarget, TopK, as_target
@@ -47,6 +47,8 @@ __all__ = [
     "YoloConfig",
     "CallableTarget",
     "as_target",
-    "select_output",
+    "select_output",  # deprecated here: output selection is part of the backends layer now
 ]
+
+__getattr__ = moved(__name__, {"select_output": "gradsight.backends.outputs"})
 
