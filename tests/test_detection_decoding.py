@@ -13,8 +13,8 @@ import math
 
 import numpy as np
 import pytest
-from detection_refs import cell_vector, decoded_box, sigmoid
 
+from detection_refs import cell_vector, decoded_box, sigmoid
 from gradsight.detection import YoloConfig, decode, detect
 
 ANCHORS = (((10.0, 14.0), (23.0, 27.0)), ((37.0, 58.0), (81.0, 82.0)))

@@ -109,8 +109,9 @@ def run(args: argparse.Namespace) -> None:
             small = np.stack([np.asarray(im.resize((size, size), Image.Resampling.BILINEAR)) for im in originals])
             shown = np.stack([np.asarray(im.resize((draw, draw), Image.Resampling.BICUBIC)) for im in originals])
             x = preprocess(small, prep, info.layout)
+            step = len(chunk)
             exps = explain_methods(model, x, methods, target=target, layer=layer, options=options,
-                                   done=lambda _m, k=len(chunk): bar.update(k))
+                                   done=lambda _m, k=step: bar.update(k))
             first = next(iter(exps.values()))
             for i, name in enumerate(names[start:start + len(chunk)]):
                 if args.method == "all":
