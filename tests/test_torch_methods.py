@@ -7,11 +7,11 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_rel
-from torch_nets import FunctionalNet, InplaceReusedNet, make, plain_act
 
 import gradsight as gs
 from gradsight.targets import TopK
+from helpers import assert_rel
+from torch_nets import FunctionalNet, InplaceReusedNet, make, plain_act
 
 
 # --- reference rules: custom autograd functions written here, three lines each ---

@@ -41,7 +41,7 @@ def explain(
     target: Any = None,
     layer: Any = None,
     *,
-    output: int | str | None = None,
+    output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
     **options: Any,

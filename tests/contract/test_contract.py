@@ -18,10 +18,9 @@ pytest.importorskip("torch")
 pytest.importorskip("tensorflow")
 pytest.importorskip("keras")
 
-from helpers import assert_rel  # noqa: E402
-
 import gradsight as gs  # noqa: E402
 from gradsight.demo.shapes import generate, preprocess  # noqa: E402
+from helpers import assert_rel  # noqa: E402
 
 FRAMEWORKS = ("torch", "keras")
 TOL = 1e-4

@@ -109,7 +109,7 @@ def _batches(data: Any, labels: Any, batch_size: int) -> tuple[Iterator[tuple[An
             raise InputError(f"labels has {len(labels)} entries for {start} samples; give one label per sample.")
 
     try:
-        total = len(data)
+        total = len(data)  # type: ignore[arg-type]
     except TypeError:  # generators; tf.data with unknown cardinality
         total = None
     return iterated(), total

@@ -198,7 +198,8 @@ def hidden_units(
         lab = np.asarray(labels).astype(np.int64).reshape(-1)
         if len(lab) != len(pts):
             raise InputError(f"got {len(lab)} labels for {len(pts)} points.")
-    box = _bounds(pts) if bounds is None else tuple(float(v) for v in bounds)
+    box: Bounds = _bounds(pts) if bounds is None else (float(bounds[0]), float(bounds[1]), float(bounds[2]),
+                                                         float(bounds[3]))
     if not (box[0] < box[1] and box[2] < box[3]):
         raise InputError(f"bounds must be (xmin, xmax, ymin, ymax) with min < max; got {box}.")
 
@@ -237,7 +238,7 @@ def hidden_units(
     handles = []
     for k in range(n_classes):
         sel = lab == k if lab is not None else np.zeros(0, bool)
-        if sel.any():
+        if sel.any() and pts is not None:
             handles.append(ax.scatter(pts[sel, 0], pts[sel, 1], s=18, color=colours[k], edgecolors="black",
                                       linewidths=0.4, label=name(k), zorder=3))
         else:
@@ -253,6 +254,7 @@ def hidden_units(
             continue
         (xa, ya), (xb, yb) = line.segment
         handles.append(ax.plot([xa, xb], [ya, yb], color=colour, lw=2, label=label, zorder=4)[0])
+        assert line.arrow is not None  # a line with a segment has an arrow
         (sx, sy), (tx, ty) = line.arrow
         ax.annotate("", xy=(tx, ty), xytext=(sx, sy), zorder=5,
                     arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 2, "mutation_scale": 16})

@@ -56,7 +56,8 @@ def input_heatmaps(bk: Backend, model: Any, attributions: np.ndarray, k_axis: bo
     With ``k_axis`` the attributions are (N, k, ...) and the maps (N, k, H, W).
     """
     if k_axis:
-        return per_target(lambda a: input_heatmaps(bk, model, a), attributions, True)
+        maps_k: np.ndarray | None = per_target(lambda a: input_heatmaps(bk, model, a), attributions, True)
+        return maps_k
     if attributions.ndim == 4:
         return maps.normalize(maps.reduce_channels(attributions, input_channel_axis(bk, model), "absmax"))
     if attributions.ndim == 3:

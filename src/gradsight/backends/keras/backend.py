@@ -12,7 +12,7 @@ import tensorflow as tf
 
 from ...errors import InputError, ModelError, SaturationWarning, warn
 from ...rules import Rule
-from ..base import Backend, Gradients, LayerChanged, LayerRef, Request, Settings
+from ..base import Backend, Gradients, LayerRef, Request, Settings
 from . import inspect as params
 from .capture import PATCHING, capture_layer, find_layer, named_layers, wrap_call
 from .models import final_softmax, input_info, require_final_softmax

@@ -109,7 +109,7 @@ def to_gradients(model: keras.Model, out: dict, meta: dict) -> Gradients:
     report: RuleReport | None = meta.get("report")
     if report is not None:
         report.check(f"{report.rule.name} rule on {type(model).__name__}")
-    return Gradients(layer=meta.get("layer"), **{k: out.get(k) for k in _TENSORS})  # type: ignore[arg-type]
+    return Gradients(layer=meta.get("layer"), **{k: out.get(k) for k in _TENSORS})
 
 
 class _Body:
@@ -123,8 +123,10 @@ class _Body:
     def __call__(self, xt: tf.Tensor, classes: tf.Tensor) -> dict:
         owner = self.owner
         owner.traces += 1
-        ops = FedClassOps(classes) if _fed(owner.target) else KerasOps()
-        out, owner.meta = compute(self.model(), self.key, xt, owner.target, ops)
+        target = owner.target
+        assert target is not None, "traced outside _Compiled.__call__"
+        ops = FedClassOps(classes) if _fed(target) else KerasOps()
+        out, owner.meta = compute(self.model(), self.key, xt, target, ops)
         return out
 
 
