@@ -14,12 +14,12 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from helpers import assert_rel  # noqa: E402
 from keras_nets import batch  # noqa: E402
 
 import gradsight as gs  # noqa: E402
 from gradsight.backends.keras import ACTIVATION_OPS  # noqa: E402
 from gradsight.backends.keras.capture import named_layers  # noqa: E402
+from helpers import assert_rel  # noqa: E402
 
 
 class Boom(keras.layers.Layer):

@@ -81,6 +81,7 @@ def run(args: argparse.Namespace) -> None:
     with table.open("w", newline="") as f:
         w = csv.writer(f)
         w.writerow(["x", "y", "label", "predicted"])
+        assert acts.predictions is not None  # asked for with predict=True
         for (cx, cy), y, p in zip(coords, labels, acts.predictions):
             w.writerow([f"{cx:.5g}", f"{cy:.5g}", names[int(y)], pred_name(int(p))])
     print(f"{len(coords)} images, {title} -> {out}, {table}")

@@ -109,9 +109,11 @@ def run(args: argparse.Namespace) -> None:
             small = np.stack([np.asarray(im.resize((size, size), Image.Resampling.BILINEAR)) for im in originals])
             shown = np.stack([np.asarray(im.resize((draw, draw), Image.Resampling.BICUBIC)) for im in originals])
             x = preprocess(small, prep, info.layout)
-            step = len(chunk)
-            exps = explain_methods(model, x, methods, target=target, layer=layer, options=options,
-                                   done=lambda _m, k=step: bar.update(k))
+
+            def done(_method: str, k: int = len(chunk)) -> None:
+                bar.update(k)
+
+            exps = explain_methods(model, x, methods, target=target, layer=layer, options=options, done=done)
             first = next(iter(exps.values()))
             for i, name in enumerate(names[start:start + len(chunk)]):
                 if args.method == "all":

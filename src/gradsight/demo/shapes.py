@@ -171,7 +171,7 @@ def _add_distractors(img: np.ndarray, rng: np.random.Generator, size: int) -> No
         a = rng.uniform(5, 14) * s
         b = a * rng.uniform(0.2, 0.45)
         pts = _ellipse_points(rng.uniform(0, size), rng.uniform(0, size), a, b, rng.uniform(0, math.pi))
-        alpha = _render(size, lambda d, p=pts: d.polygon(_hi(p), fill=255), blur=rng.uniform(1.5, 3.0) * s)
+        alpha = _render(size, lambda d, p=pts: d.polygon(_hi(p), fill=255), blur=rng.uniform(1.5, 3.0) * s)  # type: ignore[misc]
         _composite(img, alpha * rng.uniform(0.2, 0.45), rng.uniform(0, 255, 3))
     for _ in range(int(rng.integers(1, 5))):  # thin straight or gently bent lines
         (x0, y0), (x1, y1) = rng.uniform(-4, size + 4, (2, 2))
@@ -180,13 +180,13 @@ def _add_distractors(img: np.ndarray, rng: np.random.Generator, size: int) -> No
             bend = rng.uniform(-0.3, 0.3)
             pts.insert(1, (float((x0 + x1) / 2 - bend * (y1 - y0)), float((y0 + y1) / 2 + bend * (x1 - x0))))
         width = max(1, round(_SS * rng.uniform(0.6, 1.3) * s))
-        alpha = _render(size, lambda d, p=pts, w=width: d.line(_hi(p), fill=255, width=w, joint="curve"))
+        alpha = _render(size, lambda d, p=pts, w=width: d.line(_hi(p), fill=255, width=w, joint="curve"))  # type: ignore[misc]
         _composite(img, alpha * rng.uniform(0.5, 1.0), rng.uniform(0, 255, 3))
     for _ in range(int(rng.integers(0, 9))):  # small dots / specks
         cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(0.5, 1.6) * s
         alpha = _render(
             size,
-            lambda d, c=(cx, cy), rr=r: d.ellipse(
+            lambda d, c=(cx, cy), rr=r: d.ellipse(  # type: ignore[misc]
                 [(c[0] - rr) * _SS, (c[1] - rr) * _SS, (c[0] + rr) * _SS - 1, (c[1] + rr) * _SS - 1], fill=255
             ),
         )

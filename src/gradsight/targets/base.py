@@ -2,16 +2,18 @@
 
 from __future__ import annotations
 
-from typing import Any
+from collections.abc import Sequence
+from typing import Any, overload
 
 import numpy as np
 
 from ..errors import TargetError
 
-__all__ = ["Target", "Tensor", "Outputs", "outputs_numpy"]
+__all__ = ["Target", "Tensor", "Outputs", "ClassIndex", "outputs_numpy"]
 
 Tensor = Any
 Outputs = Any  # one tensor, or a list of tensors when several outputs are selected
+ClassIndex = int | Sequence[int] | np.ndarray  # one class, or one per sample
 
 
 class Target:
@@ -78,6 +80,10 @@ def _per_sample(arr: np.ndarray, n: int, what: str) -> np.ndarray:
     return np.array(np.broadcast_to(arr, (n,)))
 
 
+@overload
+def _tile(arr: np.ndarray, k: int) -> np.ndarray: ...
+@overload
+def _tile(arr: np.ndarray | None, k: int) -> np.ndarray | None: ...
 def _tile(arr: np.ndarray | None, k: int) -> np.ndarray | None:
     """``k`` stacked copies along the batch axis; scalars stay."""
     if arr is None or arr.ndim == 0:
@@ -85,6 +91,10 @@ def _tile(arr: np.ndarray | None, k: int) -> np.ndarray | None:
     return np.tile(arr, (k,) + (1,) * (arr.ndim - 1))
 
 
+@overload
+def _slice(arr: np.ndarray, start: int, stop: int, batch_ndim: int = 1) -> np.ndarray: ...
+@overload
+def _slice(arr: np.ndarray | None, start: int, stop: int, batch_ndim: int = 1) -> np.ndarray | None: ...
 def _slice(arr: np.ndarray | None, start: int, stop: int, batch_ndim: int = 1) -> np.ndarray | None:
     """Rows ``start:stop`` of a per-sample array (one with ``batch_ndim`` dimensions or more)."""
     if arr is None or arr.ndim < batch_ndim:

@@ -93,7 +93,7 @@ def _class_shape(outputs: Any, ops: Any, what: str) -> tuple[int, int]:
             "For segmentation or detection heads use gs.targets.Segmentation / Detection, "
             "or pass target=callable(outputs) -> (N,) scores."
         )
-    return shape  # type: ignore[return-value]
+    return shape
 
 
 class TopK(Target):

@@ -10,7 +10,7 @@ import numpy as np
 from ..detection.boxes import as_boxes, box_iou
 from ..detection.yolo import YoloConfig, check_heads, decode
 from ..errors import TargetError
-from .base import Outputs, Target, Tensor, _class_array, _per_sample, _slice, _tile
+from .base import ClassIndex, Outputs, Target, Tensor, _class_array, _per_sample, _slice, _tile
 
 __all__ = ["Detection"]
 
@@ -54,7 +54,7 @@ class Detection(Target):
     def __init__(
         self,
         config: YoloConfig,
-        class_index: int | Sequence[int] | None = None,
+        class_index: ClassIndex | None = None,
         box: Any = None,
         iou: float = 0.5,
         cells: Sequence[np.ndarray] | None = None,
@@ -89,7 +89,7 @@ class Detection(Target):
         return output
 
     def _replace(self, **kw: Any) -> Detection:
-        args = {"class_index": self.classes, "box": self.box, "iou": self.iou, "cells": self.cells}
+        args: dict[str, Any] = {"class_index": self.classes, "box": self.box, "iou": self.iou, "cells": self.cells}
         args.update(kw)
         return Detection(self.config, **args)
 
@@ -151,6 +151,7 @@ class Detection(Target):
         check_heads([tuple(ops.shape(h)) for h in heads], cfg, cl)
         frozen = self.fixed([ops.numpy(h) for h in heads], ops)
         n = tuple(ops.shape(heads[0]))[0]
+        assert frozen.classes is not None and frozen.cells is not None  # fixed() chose them
         classes = _per_sample(frozen.classes, n, "Detection class_index")
         total = None
         for s, head in enumerate(heads):

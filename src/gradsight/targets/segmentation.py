@@ -2,13 +2,12 @@
 
 from __future__ import annotations
 
-from collections.abc import Sequence
 from typing import Any
 
 import numpy as np
 
 from ..errors import TargetError
-from .base import Target, Tensor, _class_array, _per_sample, _slice, _tile
+from .base import ClassIndex, Target, Tensor, _class_array, _per_sample, _slice, _tile
 
 __all__ = ["Segmentation"]
 
@@ -34,7 +33,7 @@ class Segmentation(Target):
 
     traceable = False
 
-    def __init__(self, class_index: int | Sequence[int], mask: Any = None, layout: str | None = None) -> None:
+    def __init__(self, class_index: ClassIndex, mask: Any = None, layout: str | None = None) -> None:
         self.classes = _class_array(class_index, "Segmentation class_index")
         self.mask = None if mask is None else np.asarray(mask)
         if self.mask is not None and self.mask.ndim not in (2, 3):
@@ -106,9 +105,9 @@ class Segmentation(Target):
         classes = _per_sample(self.classes, n, "Segmentation class_index")
         onehot = np.zeros((n, c), np.float32)
         onehot[np.arange(n), classes] = 1.0
-        onehot = onehot.reshape((n, 1, 1, c) if cl else (n, c, 1, 1))
+        pick = onehot.reshape((n, 1, 1, c) if cl else (n, c, 1, 1))
         # A one-hot weighting picks each sample's class map with ops every framework has.
-        class_map = ops.sum(outputs * ops.from_numpy(onehot, outputs), axis=3 if cl else 1)
+        class_map = ops.sum(outputs * ops.from_numpy(pick, outputs), axis=3 if cl else 1)
         mask = np.array(np.broadcast_to(np.asarray(frozen.mask, np.float32), (n, h, w)))  # a writable copy
         score = ops.sum(class_map * ops.from_numpy(mask, outputs), axis=(1, 2))
         return score, ops.as_index(classes, outputs)
