@@ -77,12 +77,11 @@ def explain_detections(
         )
     if layer is None and "gradcam" in str(method):
         layer = getattr(model, "cam_layer", None)
-    bk = backend_for(model)
-    with bk.session(model, eval_mode=True):
-        xt = bk.prepare_input(model, x)
-        heads = outputs_numpy(bk.forward(model, xt, Detection(config).output_for(output)), bk.ops)
-        x_np = bk.ops.numpy(xt)
-    dets = detect(heads if isinstance(heads, list) else [heads], config, bool(bk.ops.channels_last),
+    with backend_for(model).session(model, eval_mode=True) as run:
+        xt = run.prepare_input(model, x)
+        heads = outputs_numpy(run.forward(model, xt, Detection(config).output_for(output)), run.ops)
+        x_np = run.ops.numpy(xt)
+    dets = detect(heads if isinstance(heads, list) else [heads], config, bool(run.ops.channels_last),
                   conf_threshold, iou_threshold)
     index = np.array([i for i, d in enumerate(dets) for _ in range(len(d))], np.int64)
     if index.size == 0:
