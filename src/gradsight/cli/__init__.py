@@ -28,9 +28,16 @@ Write ``cli/<name>.py`` with two functions::
 and add one line to :data:`COMMANDS` below: the module name and the shared parent
 parsers it takes (``"model"``: ``--model/--weights/--trust-pickle/--framework``;
 ``"debug"``: ``--debug``). ``parents`` is a list of argparse parsers, so a module
-written for ``add_parser(subs, [model, debug])`` drops in unchanged. Import heavy
+written for ``add_parser(subs, [model, debug])`` drops in unchanged; ``run`` is set as
+the default of every parser the module adds (unless it sets its own). Import heavy
 things (torch, PIL, the api) inside ``run``: ``gradsight --help`` imports every
 command module.
+
+A module written as ``gradsight/cli_<name>.py`` against the old single-file CLI moves
+to ``cli/<name>.py`` with its relative imports one level deeper (``from ..errors
+import ...``); the helpers it may have used keep their old names here
+(``_load``, ``_check_images``, ``_read_image``, ``_stems``, ``_one_line``,
+``MIN_PICTURE``, ``DEFAULT_SIZE``), or use :mod:`._common`'s public ones.
 """
 
 from __future__ import annotations
@@ -40,9 +47,19 @@ import importlib
 import sys
 from collections.abc import Sequence
 
+from ._common import DEFAULT_SIZE as DEFAULT_SIZE
+from ._common import MIN_PICTURE as MIN_PICTURE
 from ._common import PROG, Parser, debug_parent, model_parent, run_reporting_errors
+from ._common import check_images as _check_images
+from ._common import load as _load
+from ._common import one_line as _one_line
+from ._common import read_image as _read_image
+from ._common import stems as _stems
 
 __all__ = ["main", "build_parser", "COMMANDS"]
+
+# The single-file CLI's helpers, for command modules written against it (see above).
+_ = (_check_images, _load, _one_line, _read_image, _stems)
 
 COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("explain", ("model", "debug")),
