@@ -68,15 +68,26 @@ def describe_bundled() -> str:
 
 
 def _needs(framework: str, exc: BaseException) -> ModelError:
-    extra = "tensorflow" if framework == "keras" else "torch"
-    return ModelError(
-        f"this model needs {FRAMEWORK_NAMES[framework] if framework == 'torch' else 'TensorFlow/Keras'}, which is not "
-        f"installed ({exc}); pip install 'gradsight[{extra}]'."
+    what, extra = ("TensorFlow/Keras", "tensorflow") if framework == "keras" else ("PyTorch", "torch")
+    return ModelError(f"this model needs {what}, which is not installed ({exc}); pip install 'gradsight[{extra}]'.")
+
+
+def _shapes_info(framework: str, size: int, what: str) -> ModelInfo:
+    """The input of the models trained on the shapes images: the demo's preprocessing and classes."""
+    from .shapes import CLASSES
+
+    return ModelInfo(
+        framework=framework,
+        layout="NHWC" if framework == "keras" else "NCHW",
+        input_size=size,
+        preprocessing="demo",
+        class_names=tuple(CLASSES),
+        description=f"the bundled {what} ({FRAMEWORK_NAMES[framework]})",
     )
 
 
 def _load_shapes_net(framework: str) -> tuple[Any, ModelInfo]:
-    from .shapes import CLASSES, IMAGE_SIZE
+    from .shapes import IMAGE_SIZE
 
     if framework == "keras":
         try:
@@ -98,19 +109,10 @@ def _load_shapes_net(framework: str) -> tuple[Any, ModelInfo]:
             model = load_demo_model()
         except FileNotFoundError as exc:
             raise ModelError(str(exc)) from exc
-    return model, ModelInfo(
-        framework=framework,
-        layout="NHWC" if framework == "keras" else "NCHW",
-        input_size=IMAGE_SIZE,
-        preprocessing="demo",
-        class_names=tuple(CLASSES),
-        description=f"the bundled shapes demo model ({FRAMEWORK_NAMES[framework]})",
-    )
+    return model, _shapes_info(framework, IMAGE_SIZE, "shapes demo model")
 
 
 def _load_detector(framework: str) -> tuple[Any, ModelInfo]:
-    from .shapes import CLASSES
-
     try:
         if framework == "keras":
             from .keras_detector import INPUT_SIZE, load_keras_detector
@@ -127,14 +129,7 @@ def _load_detector(framework: str) -> tuple[Any, ModelInfo]:
         ) from exc
     except FileNotFoundError as exc:
         raise ModelError(str(exc)) from exc
-    return model, ModelInfo(
-        framework=framework,
-        layout="NHWC" if framework == "keras" else "NCHW",
-        input_size=INPUT_SIZE,
-        preprocessing="demo",
-        class_names=tuple(CLASSES),
-        description=f"the bundled tiny YOLO demo detector ({FRAMEWORK_NAMES[framework]})",
-    )
+    return model, _shapes_info(framework, INPUT_SIZE, "tiny YOLO demo detector")
 
 
 def _load_mlp(framework: str) -> tuple[Any, ModelInfo]:
