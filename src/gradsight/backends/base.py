@@ -24,12 +24,14 @@ Adding a third backend (say Keras on JAX) takes one folder, ``backends/<name>/``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import TYPE_CHECKING, Any, Literal
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
+from .._deprecation import moved
 from ..errors import LayerNotCalledError
 
 if TYPE_CHECKING:
@@ -52,7 +54,6 @@ __all__ = [
 ]
 
 Tensor = Any
-Layout = Literal["channels_first", "channels_last"]
 
 
 @dataclass(frozen=True)
@@ -343,8 +344,15 @@ class Backend(ABC):
         """
 
     @abstractmethod
-    def backward_rule(self, model: Any, rule: Rule) -> AbstractContextManager[Any]:
-        """Public ``with`` block: the user's own gradient code sees ``rule``."""
+    def rule_scope(self, model: Any, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
+        """Inside the block, rectifiers called by ``model`` back-propagate by ``rule`` (see :class:`Primitives`)."""
+
+    @contextmanager
+    def backward_rule(self, model: Any, rule: Rule) -> Iterator[RuleReport]:
+        """Public ``with`` block: the user's own gradient code sees ``rule``; checked on exit."""
+        with self.rule_scope(model, rule) as report:
+            yield report
+        report.check(f"backward_rule({type(model).__name__}, {rule.name!r})")
 
     @abstractmethod
     def layers(self, model: Any, x: Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
@@ -385,3 +393,7 @@ def auto_layer_error(model: Any, layout: str) -> LayerNotCalledError:
         f"no layer of this {type(model).__name__} produced a 4-D {layout} output with spatial size > 1, "
         "so Grad-CAM has no map to weigh; pass layer=NAME (`gradsight layers --model ...` lists them)."
     )
+
+
+# Deprecated: the registry moved to gradsight.backends (imported by name, only when used).
+__getattr__ = moved(__name__, {"backend_for": "gradsight.backends", "_framework_of": "gradsight.backends"})

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
+from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
 import keras
@@ -11,7 +11,7 @@ import numpy as np
 import tensorflow as tf
 
 from ...errors import InputError, ModelError, SaturationWarning, warn
-from ...rules import Rule
+from ...rules import Rule, RuleReport, RuleSwitch
 from ..base import Backend, Gradients, LayerRef, Request, Settings
 from . import inspect as params
 from .capture import PATCHING, capture_layer, find_layer, named_layers, wrap_call
@@ -128,12 +128,9 @@ class KerasBackend(Backend):
             model(x, training=training_flag(self.settings))
         return cap.get(call)
 
-    @contextmanager
-    def backward_rule(self, model: keras.Model, rule: Rule) -> Iterator[Any]:
+    def rule_scope(self, model: keras.Model, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
         _check_model(model)
-        with apply_rule(model, rule) as report:
-            yield report
-        report.check(f"backward_rule({type(model).__name__}, {rule.name!r})")
+        return apply_rule(model, rule)
 
     def layers(self, model: keras.Model, x: tf.Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
         rows: list[tuple[str, str, tuple[int, ...] | None]] = []

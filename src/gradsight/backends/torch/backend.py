@@ -242,11 +242,8 @@ class TorchBackend(Backend):
                     model(x)
                 return cap.get(call)
 
-    @contextmanager
-    def backward_rule(self, model: torch.nn.Module, rule: Rule) -> Iterator[Any]:
-        with apply_rule(model, rule) as report:
-            yield report
-        report.check(f"backward_rule({type(model).__name__}, {rule.name!r})")
+    def rule_scope(self, model: torch.nn.Module, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
+        return apply_rule(model, rule)
 
     def layers(self, model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
         rows: list[tuple[str, str, tuple[int, ...] | None]] = []
