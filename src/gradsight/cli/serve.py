@@ -6,7 +6,7 @@ import argparse
 import sys
 from typing import Any
 
-from .errors import InputError
+from ..errors import InputError
 
 __all__ = ["add_parser", "run"]
 
@@ -46,10 +46,10 @@ def run(args: argparse.Namespace) -> None:
     try:
         import uvicorn
 
-        from .serve import Limits, RunDir, Viewer, create_app
+        from ..serve import Limits, RunDir, Viewer, create_app
     except ImportError as exc:
         raise InputError(f"gradsight serve needs its extra ({exc}); pip install 'gradsight[serve]'.") from None
-    from .models import load_model
+    from ..models import load_model
 
     if args.host not in LOCAL_HOSTS:  # said first, before anything can fail
         print(f"gradsight: warning: serving on {args.host}, reachable from other machines: anyone who can connect "
