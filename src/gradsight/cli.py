@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .inspect._cli import register as register_inspect  # embed, filters, units, weights
 
     register_inspect(subs, parents=[debug])
+    from .cli_run import add_parser as add_run  # run: a whole data set
+
+    add_run(subs, [model, debug])
     return parser
 
 
@@ -136,7 +139,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
-            run(args)
+            status = run(args)
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
@@ -151,7 +154,7 @@ def main(argv: Sequence[str] | None = None) -> int:
             print(f"{PROG}: error: {type(exc).__name__}: {_one_line(exc)} (run with --debug for the traceback)",
                   file=sys.stderr)
             return 1
-    return 0
+    return status if isinstance(status, int) else 0
 
 
 def _one_line(exc: BaseException) -> str:

@@ -148,6 +148,7 @@ def explain_dataset(
     )
     source = open_source(str(data))
     explainer = BatchExplainer(spec, batch_size=batch_size)  # loads the model and checks every option now
+    source = _model_labels(source, explainer.info.class_names)
     meta = _metadata(spec, source, explainer, batch_size)
     folder = RunFolder(out, meta, identity=_IDENTITY, overwrite=overwrite)
     todo = _pending(folder, len(source), retry_failed)
@@ -191,6 +192,19 @@ def explain_dataset(
 
 _IDENTITY = ["format", "model", "weights", "framework", "methods", "target", "layer", "data", "data_digest",
              "num_images", "input_size", "preprocess", "dtype", "seed", "png", "options"]
+
+
+def _model_labels(source: Source, model_classes: Sequence[str] | None) -> Source:
+    """Folder or list class names that all name model classes become the model's class indices.
+
+    (Sub-folders sort alphabetically, a model's classes come in its own order.)
+    """
+    if not source.classes or not model_classes or not set(source.classes) <= set(model_classes):
+        return source
+    index = {c: k for k, c in enumerate(model_classes)}
+    mapping = np.array([index[c] for c in source.classes], np.int64)
+    labels = np.where(source.labels >= 0, mapping[np.maximum(source.labels, 0)], -1)
+    return Source(source.spec, source.paths, labels, tuple(model_classes), source.root)
 
 
 def _metadata(spec: JobSpec, source: Source, explainer: BatchExplainer, batch_size: int) -> dict[str, Any]:

@@ -32,6 +32,7 @@ def class_mean_maps(out: Path, table: Any, method: str) -> dict[int, tuple[np.nd
             heat = z[f"{method}__heatmap"]
         for index, label in by_store[store]:
             h = heat[index].astype(np.float64)
+            h = h[0] if h.ndim == 3 else h  # top5: the first (top-1) target
             sums[label] = sums[label] + h if label in sums else h
             counts[label] = counts.get(label, 0) + 1
     return {c: (sums[c] / counts[c], counts[c]) for c in sorted(sums)}
