@@ -87,7 +87,9 @@ def test_same_results_whatever_batch_size_and_worker_count(tmp_path: Path) -> No
     assert_same_run(tmp_path / "a", tmp_path / "b")
 
 
-def test_unreadable_image_fails_its_row_and_retry_failed_redoes_only_it(tmp_path: Path) -> None:
+def test_unreadable_image_fails_its_row_and_retry_failed_redoes_only_it(
+    tmp_path: Path, capsys: pytest.CaptureFixture[str]
+) -> None:
     root = tmp_path / "images"
     truth = image_folder(root, 12, broken=5)
     out = tmp_path / "run"
@@ -103,8 +105,8 @@ def test_unreadable_image_fails_its_row_and_retry_failed_redoes_only_it(tmp_path
     assert main(args) == 3  # a plain rerun has nothing left to do and still reports the failure
     bad = next(root.rglob("img005.png"))
     Image.fromarray(generate(12, seed=0).images[5]).save(bad)  # the file is repaired
-    result = explain_dataset("demo", str(root), out, batch_size=5, retry_failed=True, quiet=True)
-    assert (result.processed, result.failed, result.exit_status) == (1, 0, 0)
+    assert main(args[:-1] + ["--retry-failed"]) == 0
+    assert "12 images, 12 explained; this run 1 images in" in capsys.readouterr().err  # the final line
     explain_dataset("demo", str(root), tmp_path / "fresh", batch_size=5, quiet=True)
     assert_same_run(out, tmp_path / "fresh")
 
@@ -207,3 +209,24 @@ def test_keras_twin_runs_the_same_job(tmp_path: Path) -> None:
     for key in heat_t:
         np.testing.assert_allclose(heat_t[key].astype(np.float32), heat_k[key].astype(np.float32), atol=2e-2)
     np.testing.assert_allclose(attr_t[0, "saliency"], attr_k[0, "saliency"].transpose(2, 0, 1), atol=1e-3, rtol=1e-2)
+
+
+def test_target_label_explains_the_true_class_and_fails_unlabelled_images(tmp_path: Path) -> None:
+    root = tmp_path / "images"
+    truth = image_folder(root, 6)
+    Image.fromarray(generate(1, seed=9).images[0]).save(root / "loose.png")  # no class folder: no label
+    result = explain_dataset("demo", str(root), tmp_path / "run", "gradcam", target="label", quiet=True)
+    assert (result.images, result.failed, result.exit_status) == (7, 1, 3)
+    rows = pq.read_table(tmp_path / "run" / "manifest.parquet").to_pylist()
+    loose = next(r for r in rows if r["path"] == "loose.png")
+    assert loose["status"] == "failed" and "no label" in loose["error"] and loose["label"] is None
+    labelled = [r for r in rows if r["path"] != "loose.png"]
+    assert [r["label"] for r in labelled] == truth and all(r["target"] == r["label"] for r in labelled)
+
+
+def test_importing_gradsight_loads_neither_pyarrow_nor_ray() -> None:
+    code = ("import sys, gradsight as gs, gradsight.datasets, gradsight.cli; gradsight.cli.build_parser(); "
+            "gs.explain_dataset; print([m for m in ('torch', 'tensorflow', 'ray', 'pyarrow') if m in sys.modules])")
+    env = dict(os.environ, PYTHONPATH=SRC)
+    out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"

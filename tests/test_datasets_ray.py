@@ -112,3 +112,11 @@ def test_ray_job_survives_a_killed_worker(ray_session: str, local_reference: Pat
     assert killed, "no model actor was found to kill"
     assert result.failed == 0 and result.processed == 24
     assert_same_run(out, local_reference)
+
+
+def test_keras_model_on_the_ray_path(ray_session: str, tmp_path: Path) -> None:
+    pytest.importorskip("keras")
+    kw = dict(framework="keras", batch_size=3, **JOB)
+    explain_dataset("demo", "demo:6", tmp_path / "local", **kw)
+    explain_dataset("demo", "demo:6", tmp_path / "ray", engine="ray", workers=1, **kw)
+    assert_same_run(tmp_path / "local", tmp_path / "ray")
