@@ -203,6 +203,7 @@ class BatchExplainer:
 
     def _explain_rows(self, batch: dict[str, Any], rows: list[int], out: dict[str, Any]) -> None:
         import gradsight as gs
+
         from ..models import preprocess
 
         n = len(batch["image_id"])

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import hashlib
 import sys
-import threading
 import time
 from collections import deque
-from collections.abc import Callable, Iterable, Iterator, Sequence
+from collections.abc import Callable, Sequence
 from concurrent.futures import ThreadPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -187,7 +186,7 @@ def explain_dataset(
     ids = table.column("image_id").to_pylist()
     failed = len({i for i, s in zip(ids, status) if s == "failed"})
     return RunResult(folder.out, len(source), len(source) - failed, failed, total_pending, elapsed,
-                     stats["throughput"])
+                     total_pending / max(elapsed, 1e-9))
 
 
 _IDENTITY = ["format", "model", "weights", "framework", "methods", "target", "layer", "data", "data_digest",

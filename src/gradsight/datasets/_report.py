@@ -73,10 +73,10 @@ def write_summary(out: Path, meta: dict[str, Any], table: Any, run_stats: dict[s
         "# gradsight run",
         "",
         f"- model: `{meta['model']}` ({meta['framework']}), data: `{meta['data']}`",
-        f"- methods: {', '.join(meta['methods'])}; target: {meta['target']}; dtype: {meta['dtype']}; "
-        f"seed: {meta['seed']}",
-        f"- images: {len(per_image)}; explained: {len(per_image) - len(failed_images)}; "
-        f"failed: {len(failed_images)}",
+        (f"- methods: {', '.join(meta['methods'])}; target: {meta['target']}; dtype: {meta['dtype']}; "
+         f"seed: {meta['seed']}"),
+        (f"- images: {len(per_image)}; explained: {len(per_image) - len(failed_images)}; "
+         f"failed: {len(failed_images)}"),
     ]
     if labelled:
         lines.append(f"- accuracy on the {len(labelled)} labelled images: {correct / len(labelled):.2%}")
@@ -89,9 +89,9 @@ def write_summary(out: Path, meta: dict[str, Any], table: Any, run_stats: dict[s
                     lines.append(f"| {name} | {len(rs)} | {acc:.2%} |")
     lines += [
         "",
-        f"Last run: {run_stats['processed']} images in {run_stats['elapsed_s']:.1f} s "
-        f"({run_stats['throughput']:.1f} images/s, engine {run_stats['engine']}, "
-        f"{run_stats['workers']} workers, batch size {run_stats['batch_size']}).",
+        (f"Last run: {run_stats['processed']} images in {run_stats['elapsed_s']:.1f} s "
+         f"({run_stats['throughput']:.1f} images/s, engine {run_stats['engine']}, "
+         f"{run_stats['workers']} workers, batch size {run_stats['batch_size']})."),
     ]
     if means_method:
         lines += ["", f"![mean {means_method} per class](class_means.png)",

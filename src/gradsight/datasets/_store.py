@@ -196,16 +196,15 @@ class RunFolder:
         for m in methods:
             arrays[m] = np.asarray(res[f"{m}__attr"])[ok]
             arrays[f"{m}__heatmap"] = np.asarray(res[f"{m}__heatmap"], np.float16)[ok]
-        with atomic_path(self.out / store) as tmp:
-            with open(tmp, "wb") as fh:
-                np.savez(fh, **arrays)
+        with atomic_path(self.out / store) as tmp, open(tmp, "wb") as fh:
+            np.savez(fh, **arrays)  # type: ignore[arg-type]
         png_paths: dict[str, list[str | None]] = {}
         for m in methods:
             png_paths[m] = [None] * len(errors)
             if pngs is not None:
-                for i in np.flatnonzero(ok):
-                    stem = Path(str(res["path"][i])).stem.replace("demo://", "demo")
-                    png_paths[m][i] = f"png/{m}/{int(res['image_id'][i])}_{stem}.png"
+                for j in np.flatnonzero(ok):
+                    stem = Path(str(res["path"][j])).stem  # demo://7 -> 7
+                    png_paths[m][j] = f"png/{m}/{int(res['image_id'][j])}_{stem}.png"
                 pngs(res, np.flatnonzero(ok), m, [self.out / p if p else None for p in png_paths[m]])
         rows = []
         store_index = np.cumsum(ok) - 1
