@@ -82,8 +82,8 @@ def test_demo_run_matches_a_hand_written_loop(tmp_path: Path) -> None:
 
 def test_same_results_whatever_batch_size_and_worker_count(tmp_path: Path) -> None:
     common = dict(method="smoothgrad,guided_gradcam", samples=3, quiet=True, seed=5)
-    explain_dataset("demo", "demo:14", tmp_path / "a", batch_size=14, workers=1, **common)
-    explain_dataset("demo", "demo:14", tmp_path / "b", batch_size=4, workers=3, **common)
+    explain_dataset("demo", "demo:10", tmp_path / "a", batch_size=10, workers=1, **common)
+    explain_dataset("demo", "demo:10", tmp_path / "b", batch_size=3, workers=3, **common)
     assert_same_run(tmp_path / "a", tmp_path / "b")
 
 
@@ -121,6 +121,12 @@ def test_a_changed_command_is_refused_unless_overwrite(tmp_path: Path, capsys: p
     assert "data: 'demo:6' -> 'demo:7'" in err and "--overwrite" in err
     explain_dataset("demo", "demo:6", out, "saliency", overwrite=True, quiet=True)
     assert {r["method"] for r in pq.read_table(out / "manifest.parquet").to_pylist()} == {"saliency"}
+    import fcntl
+
+    with open(out / ".gradsight.lock", "a") as held:  # as a job running on this folder holds it
+        fcntl.flock(held, fcntl.LOCK_EX | fcntl.LOCK_NB)
+        with pytest.raises(InputError, match="another gradsight job is writing"):
+            explain_dataset("demo", "demo:6", out, "saliency", quiet=True)
     (tmp_path / "mine").mkdir()
     (tmp_path / "mine" / "notes.txt").write_text("keep me")
     with pytest.raises(InputError, match="not empty"):

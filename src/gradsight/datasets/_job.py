@@ -174,14 +174,15 @@ def explain_dataset(
 
             del explainer  # the actors load their own copies; free this one
             run_ray(source, todo, spec, meta, batch_size, workers, address, finish)
+        table = folder.write_manifest()
+        elapsed = time.perf_counter() - t0
+        stats = {"processed": total_pending, "elapsed_s": elapsed, "throughput": total_pending / max(elapsed, 1e-9),
+                 "engine": engine, "workers": workers, "batch_size": batch_size}
+        means = write_class_means(folder.out, table, methods, meta["classes"])
+        write_summary(folder.out, meta, table, stats, means)
     finally:
         bar.close()
-    table = folder.write_manifest()
-    elapsed = time.perf_counter() - t0
-    stats = {"processed": total_pending, "elapsed_s": elapsed, "throughput": total_pending / max(elapsed, 1e-9),
-             "engine": engine, "workers": workers, "batch_size": batch_size}
-    means = write_class_means(folder.out, table, methods, meta["classes"])
-    write_summary(folder.out, meta, table, stats, means)
+        folder.close()
     status = table.column("status").to_pylist()
     ids = table.column("image_id").to_pylist()
     failed = len({i for i, s in zip(ids, status) if s == "failed"})

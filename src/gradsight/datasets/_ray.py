@@ -8,6 +8,7 @@ out, groups them by part and writes each finished part exactly as the local engi
 from __future__ import annotations
 
 import contextlib
+import logging
 from collections.abc import Callable
 from typing import Any
 
@@ -15,6 +16,7 @@ import numpy as np
 
 from ..errors import InputError
 from ._explain import BatchExplainer, JobSpec
+from ._job import _concat
 from ._sources import Source, decode_batch
 
 __all__ = ["run_ray"]
@@ -36,10 +38,11 @@ def _session(ray: Any, address: str | None, workers: int) -> Any:
         yield
         return
     if address is not None:
-        ray.init(address=address, log_to_driver=False)
+        ray.init(address=address, log_to_driver=False, logging_level=logging.WARNING)
     else:
         # One CPU per model actor, one left for the decode tasks.
-        ray.init(num_cpus=max(2, workers + 1), include_dashboard=False, log_to_driver=False)
+        ray.init(num_cpus=max(2, workers + 1), include_dashboard=False, log_to_driver=False,
+                 logging_level=logging.WARNING)
     try:
         yield
     finally:
@@ -65,38 +68,42 @@ def run_ray(
         {"image_id": i, "path": source.paths[i], "label": int(source.labels[i]), "part": part}
         for part, ids in todo for i in ids
     ]
-    with _session(ray, address, workers):
-        ctx = ray.data.DataContext.get_current()
-        ctx.enable_progress_bars = False  # gradsight draws its own bar
-        ctx.execution_options.preserve_order = False
-        gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
-        size = int(meta["input_size"][0])
-        ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch_size, 200)))
-        # Decoding: Ray tasks running the function the local engine's reader threads run.
-        ds = ds.map_batches(decode_batch, fn_kwargs={"root": source.root, "size": size, "seed": spec.seed},
-                            batch_size=batch_size, batch_format="numpy", num_cpus=0.5)
-        # Explaining: an actor pool; Ray Data restarts a killed actor and reruns its batch (its defaults
-        # max_restarts=-1, max_task_retries=-1), and the driver only ever sees whole result batches.
-        ds = ds.map_batches(
-            BatchExplainer,
-            fn_constructor_kwargs={"spec": _plain(spec), "batch_size": batch_size},
-            batch_size=batch_size, batch_format="numpy",
-            compute=ray.data.ActorPoolStrategy(size=workers),
-            num_cpus=0 if gpus else 1, num_gpus=gpus,
-        )
-        buffers: dict[int, list[dict[str, Any]]] = {}
-        seen: dict[int, int] = {}
-        for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
-            parts = np.asarray(batch["part"])
-            for part in np.unique(parts):
-                part = int(part)
-                sel = np.flatnonzero(parts == part)
-                buffers.setdefault(part, []).append({k: np.asarray(v)[sel] for k, v in batch.items()})
-                seen[part] = seen.get(part, 0) + len(sel)
-                if seen[part] == expected[part]:
-                    from ._job import _concat
-
-                    finish(part, _concat(buffers.pop(part)))
+    data_log = logging.getLogger("ray.data")
+    level = data_log.level
+    data_log.setLevel(logging.WARNING)  # Ray Data's plan and timing lines; gradsight reports progress itself
+    try:
+        with _session(ray, address, workers):
+            ctx = ray.data.DataContext.get_current()
+            ctx.enable_progress_bars = False  # gradsight draws its own bar
+            ctx.execution_options.preserve_order = False
+            gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
+            size = int(meta["input_size"][0])
+            ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch_size, 200)))
+            # Decoding: Ray tasks running the function the local engine's reader threads run.
+            ds = ds.map_batches(decode_batch, fn_kwargs={"root": source.root, "size": size, "seed": spec.seed},
+                                batch_size=batch_size, batch_format="numpy", num_cpus=0.5)
+            # Explaining: an actor pool; Ray Data restarts a killed actor and reruns its batch (its defaults
+            # max_restarts=-1, max_task_retries=-1), and the driver only ever sees whole result batches.
+            ds = ds.map_batches(
+                BatchExplainer,
+                fn_constructor_kwargs={"spec": _plain(spec), "batch_size": batch_size},
+                batch_size=batch_size, batch_format="numpy",
+                compute=ray.data.ActorPoolStrategy(size=workers),
+                num_cpus=0 if gpus else 1, num_gpus=gpus,
+            )
+            buffers: dict[int, list[dict[str, Any]]] = {}
+            seen: dict[int, int] = {}
+            for batch in ds.iter_batches(batch_size=None, batch_format="numpy", prefetch_batches=1):
+                parts = np.asarray(batch["part"])
+                for part in np.unique(parts):
+                    part = int(part)
+                    sel = np.flatnonzero(parts == part)
+                    buffers.setdefault(part, []).append({k: np.asarray(v)[sel] for k, v in batch.items()})
+                    seen[part] = seen.get(part, 0) + len(sel)
+                    if seen[part] == expected[part]:
+                        finish(part, _concat(buffers.pop(part)))
+    finally:
+        data_log.setLevel(level)
 
 
 def _plain(spec: JobSpec) -> dict[str, Any]:

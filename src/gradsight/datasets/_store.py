@@ -34,6 +34,7 @@ __all__ = ["RunFolder", "FORMAT", "atomic_path", "manifest_schema"]
 
 FORMAT = "gradsight-run/1"
 STATE = ".state"
+LOCK = ".gradsight.lock"
 # What --overwrite may delete: only what a run writes, never other files a user keeps there.
 _UMASK = os.umask(0)
 os.umask(_UMASK)
@@ -67,6 +68,26 @@ def manifest_schema() -> Any:
     ])
 
 
+def _lock(path: Path) -> Any:
+    """Hold an exclusive lock on ``path`` for the life of the returned file: one job per folder at a time.
+
+    The operating system drops the lock when the process ends, however it ends (kill -9 too).
+    """
+    fh = open(path, "a")
+    try:
+        import fcntl
+    except ImportError:  # Windows: no advisory locks here; one job per folder is up to the user
+        return fh
+    try:
+        fcntl.flock(fh, fcntl.LOCK_EX | fcntl.LOCK_NB)
+    except OSError:
+        fh.close()
+        raise InputError(
+            f"another gradsight job is writing to {path.parent}; wait for it to end or choose another --out."
+        ) from None
+    return fh
+
+
 def _diff(old: dict[str, Any], new: dict[str, Any]) -> list[str]:
     return [f"{k}: {old.get(k)!r} -> {new.get(k)!r}" for k in sorted(set(old) | set(new)) if old.get(k) != new.get(k)]
 
@@ -86,13 +107,18 @@ class RunFolder:
         self.out = Path(out)
         self.state = self.out / STATE
         path = self.out / "run.json"
+        fresh = not self.out.exists() or all(p.name == LOCK for p in self.out.iterdir())
+        self.out.mkdir(parents=True, exist_ok=True)
+        self._lock = _lock(self.out / LOCK)  # before anything is read or changed
         if path.exists() and not overwrite:
             try:
                 old = json.loads(path.read_text())
             except (OSError, ValueError) as exc:
+                self.close()
                 raise InputError(f"{path} is unreadable ({exc}); pass --overwrite to start afresh.") from None
             diff = _diff({k: old.get(k) for k in identity}, {k: meta[k] for k in identity})
             if diff:
+                self.close()
                 raise InputError(
                     f"{self.out} holds a run of a different command; differences: {'; '.join(diff)}. "
                     "Rerun the same command to finish it, choose another --out, or pass --overwrite to replace it."
@@ -105,7 +131,8 @@ class RunFolder:
                     shutil.rmtree(p)
                 elif p.exists():
                     p.unlink()
-        elif self.out.exists() and any(self.out.iterdir()):
+        elif not fresh:
+            self.close()
             raise InputError(
                 f"{self.out} is not empty and holds no gradsight run; choose an empty or new --out folder."
             )
@@ -232,6 +259,10 @@ class RunFolder:
         with atomic_path(self.state / f"{name}.parquet") as tmp:
             pq.write_table(table, tmp)
         return {"ok": int(ok.sum()), "failed": int((~ok).sum())}
+
+    def close(self) -> None:
+        """Release the folder's lock."""
+        self._lock.close()
 
     # ------------------------------------------------------------------ the end
 
