@@ -236,3 +236,39 @@ def test_importing_gradsight_loads_neither_pyarrow_nor_ray() -> None:
     env = dict(os.environ, PYTHONPATH=SRC)
     out = subprocess.run([sys.executable, "-c", code], env=env, capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "[]"
+
+
+def test_progress_bar_only_on_a_terminal(tmp_path: Path) -> None:
+    import fcntl
+    import pty
+    import struct
+    import termios
+
+    env = dict(os.environ, PYTHONPATH=SRC)
+    cmd = [sys.executable, "-m", "gradsight", "run", "--model", "demo", "--data", "demo:8", "--batch-size", "2"]
+
+    def stderr_of(extra: list[str], tty: bool) -> str:
+        if not tty:
+            return subprocess.run(cmd + extra, env=env, capture_output=True, text=True, check=True).stderr
+        leader, follower = pty.openpty()
+        fcntl.ioctl(follower, termios.TIOCSWINSZ, struct.pack("HHHH", 24, 100, 0, 0))  # a 100-column terminal
+        proc = subprocess.Popen(cmd + extra, env=env, stdout=subprocess.DEVNULL, stderr=follower)
+        os.close(follower)
+        chunks = []
+        while True:
+            try:
+                data = os.read(leader, 4096)
+            except OSError:  # the terminal closed: the job ended
+                break
+            if not data:
+                break
+            chunks.append(data)
+        os.close(leader)
+        assert proc.wait() == 0
+        return b"".join(chunks).decode(errors="replace")
+
+    on_tty = stderr_of(["--out", str(tmp_path / "a")], tty=True)
+    assert "img/s" in on_tty and "8/8" in on_tty and "done: 8 images, 8 explained" in on_tty
+    piped = stderr_of(["--out", str(tmp_path / "b")], tty=False)
+    assert "img/s" not in piped and "done: 8 images, 8 explained" in piped  # no bar in a log file
+    assert stderr_of(["--out", str(tmp_path / "c"), "--quiet"], tty=True) == ""
