@@ -141,7 +141,7 @@ def explain_dataset(
     options = {"smoothgrad": {k: v for k, v in (("samples", samples), ("noise", noise)) if v is not None}}
     options = {m: o for m, o in options.items() if o and m in methods}
     spec = JobSpec(
-        model=model, weights=weights, framework=framework, methods=methods, target=target,
+        model=_absolute(model), weights=_absolute(weights), framework=framework, methods=methods, target=target,
         layer=None if layer in (None, "auto") else layer, data=str(data), size=size, preprocess=preprocess,
         dtype=dtype, seed=int(seed), png=bool(png), options=options, trust_pickle=trust_pickle,
     )
@@ -188,6 +188,11 @@ def explain_dataset(
     failed = len({i for i, s in zip(ids, status) if s == "failed"})
     return RunResult(folder.out, len(source), len(source) - failed, failed, total_pending, elapsed,
                      total_pending / max(elapsed, 1e-9))
+
+
+def _absolute(path: str | None) -> str | None:
+    """A model or weights file as an absolute path: Ray workers need not share the driver's working folder."""
+    return str(Path(path).resolve()) if path is not None and Path(path).is_file() else path
 
 
 _IDENTITY = ["format", "model", "weights", "framework", "methods", "target", "layer", "data", "data_digest",
