@@ -20,7 +20,7 @@ def add_parser(subs: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
         "run", parents=list(parents), help="explain every image of a data set (streaming, resumable, Ray-ready)",
         description="Explain every image of a data set with one or more methods. Writes OUT/manifest.parquet (one "
                     "row per image and method), OUT/attributions/part-NNNNN.npz, OUT/summary.md and "
-                    "OUT/class_means.png. Killed or crashed? Rerun the same command: it finishes the rest. "
+                    "DIR/class_means.png. Killed or crashed? Rerun the same command: it finishes the rest. "
                     "Exit status 0 when every image was explained, 3 when some failed, 2 on bad input.",
     )
     p.add_argument("--data", required=True, metavar="SOURCE",
