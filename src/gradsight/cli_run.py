@@ -18,8 +18,8 @@ def add_parser(subs: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     """Add the ``run`` command to the ``gradsight`` subparsers."""
     p = subs.add_parser(
         "run", parents=list(parents), help="explain every image of a data set (streaming, resumable, Ray-ready)",
-        description="Explain every image of a data set with one or more methods. Writes OUT/manifest.parquet (one "
-                    "row per image and method), OUT/attributions/part-NNNNN.npz, OUT/summary.md and "
+        description="Explain every image of a data set with one or more methods. Writes DIR/manifest.parquet (one "
+                    "row per image and method), DIR/attributions/part-NNNNN.npz, DIR/summary.md and "
                     "DIR/class_means.png. Killed or crashed? Rerun the same command: it finishes the rest. "
                     "Exit status 0 when every image was explained, 3 when some failed, 2 on bad input.",
     )
