@@ -73,7 +73,7 @@ def _lock(path: Path) -> Any:
 
     The operating system drops the lock when the process ends, however it ends (kill -9 too).
     """
-    fh = open(path, "a")
+    fh = open(path, "a")  # noqa: SIM115 -- held open for the whole job: the lock lives as long as the file
     try:
         import fcntl
     except ImportError:  # Windows: no advisory locks here; one job per folder is up to the user
