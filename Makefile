@@ -5,7 +5,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.gradsight-installed
 
-.PHONY: demo test bench clean
+.PHONY: demo check test bench clean
 
 $(STAMP): requirements-dev.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -17,7 +17,13 @@ $(STAMP): requirements-dev.txt pyproject.toml
 demo: $(STAMP)
 	$(BIN)/gradsight demo --out demo-output
 
-test: $(STAMP)
+# Lint, types and the import layers (rule sets in pyproject.toml); `make test` runs it first.
+check: $(STAMP)
+	$(BIN)/ruff check src tests benchmarks
+	$(BIN)/mypy
+	$(BIN)/lint-imports
+
+test: check
 	$(BIN)/python -m pytest -q
 
 bench: $(STAMP)

@@ -17,10 +17,10 @@ from .api import (
     backward_rule,
     deconvnet,
     explain,
-    predict,
     gradcam,
     guided_backprop,
     guided_gradcam,
+    predict,
     saliency,
     smoothgrad,
 )

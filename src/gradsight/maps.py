@@ -1,4 +1,8 @@
-"""Numeric operations on attribution maps: scaling, resizing, channel reduction."""
+"""Numeric operations on attribution maps: scaling, resizing, channel reduction.
+
+numpy only (no Pillow, no matplotlib): the methods use these to make heat maps, and
+:mod:`gradsight.render` re-exports them for pictures.
+"""
 
 from __future__ import annotations
 
@@ -6,7 +10,7 @@ from typing import Any
 
 import numpy as np
 
-from gradsight.errors import InputError, close_matches
+from .errors import InputError, close_matches
 
 _REDUCTIONS = ("absmax", "abssum", "sum", "l2")
 

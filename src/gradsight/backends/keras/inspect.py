@@ -1,4 +1,4 @@
-"""Keras answers to the parameter questions of :mod:`gradsight.inspect` (see ``_torch.py``).
+"""Keras answers to the parameter questions of :mod:`gradsight.inspect` (behind the Backend protocol).
 
 Layouts are converted to PyTorch's so that the code above sees one: dense weights
 ``(out, in)`` (Keras keeps ``(in, out)``), conv kernels ``(O, I, kH, kW)`` (Keras keeps
@@ -14,11 +14,9 @@ from typing import Any
 import keras
 import numpy as np
 
-from ..backends.keras.capture import wrap_call
+from .capture import wrap_call
 
-DENSE = "Dense"
-
-__all__ = ["DENSE", "dense_layers", "dense_params", "conv_layers", "conv_kernel", "weights", "record_inputs", "run"]
+__all__ = ["dense_layers", "dense_params", "conv_layers", "conv_kernel", "weights", "record_inputs"]
 
 
 def _np(v: Any) -> np.ndarray:
@@ -99,8 +97,3 @@ def record_inputs(layers: list[tuple[str, Any]]) -> Iterator[list[tuple[str, Any
         for path, layer in layers:
             stack.enter_context(wrap_call(layer, recorder(path)))
         yield seen
-
-
-def run(model: keras.Model, x: Any) -> None:
-    """One forward pass in inference mode (no tape records it)."""
-    model(x, training=False)

@@ -11,12 +11,12 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from helpers import assert_rel  # noqa: E402
 from keras_nets import SubclassedNet, batch, rectifier_net, vgg_style  # noqa: E402
 
 import gradsight as gs  # noqa: E402
 from gradsight.backends.keras import trace  # noqa: E402
 from gradsight.targets import TopK  # noqa: E402
+from helpers import assert_rel  # noqa: E402
 
 
 def tape_saliency(model: keras.Model, x: np.ndarray, classes: list[int]) -> np.ndarray:

@@ -8,11 +8,11 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from helpers import assert_rel  # noqa: E402
 from keras_nets import ActsRelu, OpsRelu, TfRelu, batch, copy_weights, rectifier_net  # noqa: E402
 
 import gradsight as gs  # noqa: E402
 from gradsight.backends.keras import ACTIVATION_OPS  # noqa: E402
+from helpers import assert_rel  # noqa: E402
 
 # Worked example (a 3x3 feature map and an upstream gradient; the three rules' outputs).
 A = np.array([[1, -1, 5], [2, -5, -7], [-3, 2, 4]], np.float32)

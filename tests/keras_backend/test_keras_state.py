@@ -1,5 +1,8 @@
 """The user's Keras model and the process are exactly as before explain(): success and every
-failure kind, for every method (a generated matrix comparing a full fingerprint)."""
+failure kind, for every method (a generated matrix comparing a full fingerprint).
+
+Every cell reaches the model's forward pass (checked); errors raised before the model
+runs (an unknown layer name or option, a channels-first input) are checked separately."""
 
 from __future__ import annotations
 
@@ -14,22 +17,25 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
-from helpers import assert_rel  # noqa: E402
 from keras_nets import batch  # noqa: E402
 
 import gradsight as gs  # noqa: E402
 from gradsight.backends.keras import ACTIVATION_OPS  # noqa: E402
 from gradsight.backends.keras.capture import named_layers  # noqa: E402
+from helpers import assert_rel  # noqa: E402
 
 
 class Boom(keras.layers.Layer):
-    """Raises mid-forward when armed (a layer failing inside the user's model)."""
+    """Raises mid-forward when armed (a layer failing inside the user's model); counts its calls."""
+
+    calls = 0  # on the class: an instance attribute would show in the fingerprint
 
     def __init__(self, **kw: object) -> None:
         super().__init__(**kw)
         self.armed: type[BaseException] | None = None
 
     def call(self, x: tf.Tensor) -> tf.Tensor:
+        Boom.calls += 1
         if self.armed is not None:
             raise self.armed("boom")
         return x
@@ -102,8 +108,7 @@ FAILURES = {
     "none": ({}, None, None),
     "eval_mode_false": ({"eval_mode": False}, None, None),
     "target_out_of_range": ({"target": 99}, None, gs.TargetError),
-    "unknown_layer": ({"layer": "conv3"}, None, (gs.LayerNotFoundError, gs.UnknownOptionError)),
-    "channels_first_input": ({"x": "nchw"}, None, gs.InputError),
+    "layer_not_called": ({"layer": "conv2", "call": 5}, None, gs.LayerNotCalledError),  # known after the forward
     "target_function_raises": ({"target": _target_fails}, None, ValueError),
     "layer_raises": ({}, RuntimeError, RuntimeError),
     "keyboard_interrupt": ({}, KeyboardInterrupt, KeyboardInterrupt),
@@ -117,8 +122,15 @@ def model() -> keras.Model:
     return stateful_net()
 
 
-@pytest.mark.parametrize("kind", list(FAILURES))
-@pytest.mark.parametrize("method", METHODS)
+CELLS = [(m, k) for m in METHODS for k in FAILURES if k != "layer_not_called" or gs.METHODS[m].uses_layer]
+BEFORE_FORWARD = {
+    "unknown_layer": ("gradcam", {"layer": "conv3"}, gs.LayerNotFoundError),
+    "unknown_option": ("saliency", {"layer": "conv2"}, gs.UnknownOptionError),
+    "channels_first_input": ("smoothgrad", {"x": "nchw"}, gs.InputError),
+}
+
+
+@pytest.mark.parametrize("method, kind", CELLS)
 def test_model_and_process_unchanged(model: keras.Model, method: str, kind: str) -> None:
     kwargs, armed, error = FAILURES[kind]
     kwargs = dict(kwargs)
@@ -130,6 +142,7 @@ def test_model_and_process_unchanged(model: keras.Model, method: str, kind: str)
     x_before = x.copy()
     before = fingerprint(model)
     model.get_layer("boom").armed = armed
+    calls = Boom.calls
     try:
         if error is None:
             exp = gs.explain(model, x, method=method, **kwargs)
@@ -139,8 +152,24 @@ def test_model_and_process_unchanged(model: keras.Model, method: str, kind: str)
                 gs.explain(model, x, method=method, **kwargs)
     finally:
         model.get_layer("boom").armed = None
+    assert Boom.calls > calls, "the cell never reached the model's forward pass"
     assert fingerprint(model) == before
     np.testing.assert_array_equal(x, x_before)  # the input is never modified
+
+
+@pytest.mark.parametrize("kind", list(BEFORE_FORWARD))
+def test_errors_before_the_forward_pass_touch_nothing(model: keras.Model, kind: str) -> None:
+    method, kwargs, error = BEFORE_FORWARD[kind]
+    kwargs = dict(kwargs)
+    x = batch(2)
+    if kwargs.pop("x", None) == "nchw":
+        x = np.ascontiguousarray(x.transpose(0, 3, 1, 2))
+    before = fingerprint(model)
+    calls = Boom.calls
+    with pytest.raises(error):
+        gs.explain(model, x, method=method, **kwargs)
+    assert Boom.calls == calls
+    assert fingerprint(model) == before
 
 
 def test_rule_not_applied_leaves_everything_unchanged() -> None:

@@ -1,8 +1,6 @@
-"""PyTorch answers to the parameter questions of :mod:`gradsight.inspect`.
+"""PyTorch answers to the parameter questions of :mod:`gradsight.inspect` (behind the Backend protocol).
 
-The backend protocol covers running a model and capturing a layer's *output*; what
-inspect needs beyond that is small and framework-specific, so it lives here (and in
-``_keras.py``, with the same functions): which layers are dense or conv layers, their
+Which layers are dense or conv layers, their
 weights as numpy in one layout (dense ``(out, in)``, conv ``(O, I, kH, kW)``), every
 weight tensor, and the *input* of a layer (the penultimate features are the input of
 the final classifier layer, which need not be any module's output).
@@ -18,11 +16,9 @@ import numpy as np
 import torch
 from torch import nn
 
-from ..backends.torch.capture import hooked
+from .capture import hooked
 
-DENSE = "nn.Linear"
-
-__all__ = ["DENSE", "dense_layers", "dense_params", "conv_layers", "conv_kernel", "weights", "record_inputs", "run"]
+__all__ = ["dense_layers", "dense_params", "conv_layers", "conv_kernel", "weights", "record_inputs"]
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
@@ -90,9 +86,3 @@ def record_inputs(modules: list[tuple[str, nn.Module]]) -> Iterator[list[tuple[s
 
     with hooked(modules, hook_for, pre=True):
         yield seen
-
-
-def run(model: nn.Module, x: torch.Tensor) -> None:
-    """One forward pass, recording no gradients."""
-    with torch.no_grad():
-        model(x)

@@ -12,12 +12,12 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 pytest.importorskip("h5py")
 
-from helpers import assert_rel  # noqa: E402
 from keras_nets import SubclassedNet, TfLeaky, TfRelu, batch, rectifier_net, vgg_style  # noqa: E402
 from PIL import Image  # noqa: E402
 
 import gradsight as gs  # noqa: E402
 from gradsight.backends.keras import load_model  # noqa: E402
+from helpers import assert_rel  # noqa: E402
 
 CUSTOM = {"TfRelu": TfRelu, "TfLeaky": TfLeaky}
 

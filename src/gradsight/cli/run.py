@@ -57,7 +57,7 @@ def add_parser(subs: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
 
 def run(args: argparse.Namespace) -> int:
     """Run the job; returns the exit status (0: nothing failed, 3: some images failed)."""
-    from .datasets import explain_dataset
+    from ..datasets import explain_dataset
 
     result = explain_dataset(
         args.model, args.data, args.out, args.method, weights=args.weights, framework=args.framework,
