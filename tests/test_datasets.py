@@ -20,9 +20,9 @@ from PIL import Image
 
 pytest.importorskip("pyarrow")
 import pyarrow.parquet as pq  # noqa: E402
-from datasets_helpers import assert_same_run, image_folder, read_run  # noqa: E402
 
 import gradsight as gs  # noqa: E402
+from datasets_helpers import assert_same_run, image_folder, read_run  # noqa: E402
 from gradsight.cli import main  # noqa: E402
 from gradsight.datasets import explain_dataset, open_source  # noqa: E402
 from gradsight.datasets._report import class_mean_maps  # noqa: E402

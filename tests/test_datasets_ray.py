@@ -21,9 +21,8 @@ pytest.importorskip("pyarrow")
 ray = pytest.importorskip("ray")
 pytest.importorskip("ray.data")
 
-from datasets_helpers import assert_same_run, image_folder  # noqa: E402
-
 import gradsight as gs  # noqa: E402
+from datasets_helpers import assert_same_run, image_folder  # noqa: E402
 from gradsight.datasets import explain_dataset  # noqa: E402
 
 SRC = str(Path(gs.__file__).resolve().parents[1])

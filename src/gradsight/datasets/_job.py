@@ -19,6 +19,7 @@ from ._explain import TARGETS, BatchExplainer, JobSpec
 from ._report import write_class_means, write_summary
 from ._sources import Source, _pyarrow_parquet, decode_batch, open_source
 from ._store import FORMAT, RunFolder
+from ._store import concat_batches as _concat
 
 __all__ = ["explain_dataset", "RunResult", "ENGINES", "DTYPES"]
 
@@ -141,7 +142,7 @@ def explain_dataset(
     options = {"smoothgrad": {k: v for k, v in (("samples", samples), ("noise", noise)) if v is not None}}
     options = {m: o for m, o in options.items() if o and m in methods}
     spec = JobSpec(
-        model=_absolute(model), weights=_absolute(weights), framework=framework, methods=methods, target=target,
+        model=_absolute(model) or model, weights=_absolute(weights), framework=framework, methods=methods, target=target,
         layer=None if layer in (None, "auto") else layer, data=str(data), size=size, preprocess=preprocess,
         dtype=dtype, seed=int(seed), png=bool(png), options=options, trust_pickle=trust_pickle,
     )
@@ -282,15 +283,6 @@ def _run_local(
             batch = future.result()
             refill()
             finish(part, explainer(batch))
-
-
-def _concat(batches: list[dict[str, Any]]) -> dict[str, Any]:
-    """Join result batches column by column (columns missing from some batches are dropped)."""
-    batches = [b for b in batches if len(b["image_id"])]
-    if len(batches) == 1:
-        return batches[0]
-    keys = [k for k in batches[0] if all(k in b for b in batches)]
-    return {k: np.concatenate([np.asarray(b[k]) for b in batches]) for k in keys}
 
 
 def _png_writer(model_layout: str) -> Callable[..., None]:

@@ -16,8 +16,8 @@ import numpy as np
 
 from ..errors import InputError
 from ._explain import BatchExplainer, JobSpec
-from ._job import _concat
 from ._sources import Source, decode_batch
+from ._store import concat_batches as _concat
 
 __all__ = ["run_ray"]
 

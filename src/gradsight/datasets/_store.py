@@ -278,3 +278,12 @@ class RunFolder:
         with atomic_path(self.out / "manifest.parquet") as tmp:
             pq.write_table(table, tmp)
         return table
+
+
+def concat_batches(batches: list[dict[str, Any]]) -> dict[str, Any]:
+    """Join result batches column by column (columns missing from some batches are dropped)."""
+    batches = [b for b in batches if len(b["image_id"])]
+    if len(batches) == 1:
+        return batches[0]
+    keys = [k for k in batches[0] if all(k in b for b in batches)]
+    return {k: np.concatenate([np.asarray(b[k]) for b in batches]) for k in keys}
