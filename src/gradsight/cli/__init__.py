@@ -70,6 +70,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("units", ("model", "debug")),
     ("weights", ("model", "debug")),
     ("serve", ("model", "debug")),
+    ("run", ("model", "debug")),
 )
 """The commands in ``--help`` order: ``(module in gradsight.cli, parent parsers)``."""
 

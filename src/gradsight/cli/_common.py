@@ -188,7 +188,7 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], Any], args: argpars
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
         try:
-            run(args)
+            status = run(args)
         except KeyboardInterrupt:
             print(f"{PROG}: interrupted", file=sys.stderr)
             return 130
@@ -203,4 +203,4 @@ def run_reporting_errors(run: Callable[[argparse.Namespace], Any], args: argpars
             print(f"{PROG}: error: {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback)",
                   file=sys.stderr)
             return 1
-    return 0
+    return status if isinstance(status, int) else 0  # a command may return its own status (run: 3)

@@ -38,6 +38,7 @@ __all__ = [
     "STD",
     "ShapesData",
     "generate",
+    "image_at",
     "preprocess",
 ]
 
@@ -291,6 +292,15 @@ def generate(n: int, seed: int = 0, size: int = IMAGE_SIZE) -> ShapesData:
     for i in range(n):
         images[i], labels[i], masks[i] = _one_image(seed, i, size)
     return ShapesData(images=images, labels=labels, masks=masks)
+
+
+def image_at(index: int, seed: int = 0, size: int = IMAGE_SIZE) -> tuple[np.ndarray, int]:
+    """Image ``index`` of ``generate(n, seed, size)`` alone, for any ``n > index``: (uint8 (size, size, 3), label).
+
+    Lets a data set of any length be streamed one image at a time.
+    """
+    image, label, _ = _one_image(int(seed), int(index), int(size))
+    return image, label
 
 
 def preprocess(images: np.ndarray, layout: str = "NCHW") -> np.ndarray:
