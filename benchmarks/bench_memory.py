@@ -61,8 +61,10 @@ def torch_case(calls: int) -> dict:
 
     torch.set_num_threads(1)
     model = load_demo_model()
-    hooks = lambda: sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks)
-                        for m in model.modules())
+
+    def hooks() -> int:
+        return sum(len(m._forward_hooks) + len(m._forward_pre_hooks) + len(m._backward_hooks) for m in model.modules())
+
     before = hooks()
     curve, secs = run(model, preprocess(generate(3, seed=2).images), calls)
     return {"curve": curve, "secs": secs, "extra": f"hooks left on the model: {hooks() - before}"}

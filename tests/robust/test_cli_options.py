@@ -10,10 +10,10 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from robust_helpers import one_line_error
 
 from gradsight.cli import main
-from gradsight.cli_io import cli_words
+from gradsight.cli._io import cli_words
+from robust_helpers import one_line_error
 
 torch = pytest.importorskip("torch")
 

@@ -4,10 +4,9 @@ from __future__ import annotations
 
 import numpy as np
 from PIL import Image
-from robust_helpers import one_line_error
 
-from gradsight import cli_io
-from gradsight.cli import main
+from gradsight.cli import _images, main
+from robust_helpers import one_line_error
 
 
 def test_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path):
@@ -16,7 +15,7 @@ def test_16_bit_grayscale_png_is_scaled_not_clipped(tmp_path):
     Image.fromarray(ramp).save(path)
     with Image.open(path) as im:
         assert im.mode.startswith("I")  # really a 16-bit file
-    rgb = np.asarray(cli_io.read_image(path))
+    rgb = np.asarray(_images.read_image(path))
     expected = np.round(ramp.astype(np.float64) * 255 / 65535).astype(np.uint8)
     assert rgb.shape == (48, 64, 3)
     np.testing.assert_array_equal(rgb[..., 0], expected)
@@ -31,7 +30,7 @@ def test_exif_orientation_is_applied(tmp_path):
     exif[0x0112] = 6  # "rotate 90 CW to display": a phone held upright
     path = tmp_path / "phone.png"
     Image.fromarray(pixels).save(path, exif=exif)
-    got = np.asarray(cli_io.read_image(path))
+    got = np.asarray(_images.read_image(path))
     np.testing.assert_array_equal(got, np.rot90(pixels, k=-1))  # independent: numpy's clockwise rotation
 
 
@@ -54,12 +53,12 @@ def test_resize_modes_against_hand_made_squares():
     rng = np.random.default_rng(1)
     wide = rng.integers(1, 255, (40, 60, 3), dtype=np.uint8)  # H=40, W=60
     im = Image.fromarray(wide)
-    np.testing.assert_array_equal(np.asarray(cli_io.square(im, "crop")), wide[:, 10:50])
-    fit = np.asarray(cli_io.square(im, "fit"))
+    np.testing.assert_array_equal(np.asarray(_images.square(im, "crop")), wide[:, 10:50])
+    fit = np.asarray(_images.square(im, "fit"))
     assert fit.shape == (60, 60, 3)
     np.testing.assert_array_equal(fit[10:50], wide)
     assert not fit[:10].any() and not fit[50:].any()  # black bars
-    assert cli_io.square(im, "squash") is im  # stretched later by the resize to the model's square
+    assert _images.square(im, "squash") is im  # stretched later by the resize to the model's square
 
 
 def test_squash_is_announced_and_crop_is_not(tmp_path, capsys):

@@ -88,7 +88,10 @@ def test_keras_many_calls_do_not_retrace_and_keep_memory_flat():
 
     model = load_keras_demo_model()
     x = preprocess(generate(4, seed=2).images, layout="NHWC")
-    call = lambda xb, m: gs.explain(model, xb, method=m, **_opts(m))
+
+    def call(xb, m):
+        return gs.explain(model, xb, method=m, **_opts(m))
+
     batches = BATCHES[:2]  # each (method, batch size) is one trace of a few seconds
     _run(call, x, 0, batches)  # warm-up only: every (method, batch size) traced once
     traced = trace.traces(model)

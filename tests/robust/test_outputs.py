@@ -8,11 +8,11 @@ from pathlib import Path
 import numpy as np
 import pytest
 from PIL import Image
-from robust_helpers import one_line_error
 
 from gradsight import render
 from gradsight.cli import main
 from gradsight.outputs import OutputPlan, atomic_path, output_names
+from robust_helpers import one_line_error
 
 
 def _bytes(folder: Path) -> dict[str, bytes]:

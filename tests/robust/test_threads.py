@@ -167,7 +167,7 @@ def test_detection_and_inspect_sessions_hold_the_model_lock():
     from gradsight._locks import model_lock
     from gradsight.demo.detector import load_demo_detector
     from gradsight.demo.shapes_detect import generate
-    from gradsight.detection import explain_detections
+    from gradsight.detect import explain_detections
 
     det = load_demo_detector()
     x = (generate(1, seed=7).images.astype(np.float32) / 255).transpose(0, 3, 1, 2)

@@ -9,7 +9,7 @@ from PIL import Image
 
 from gradsight.errors import InputError, close_matches
 
-from ._maps import normalize_signed
+from ..maps import normalize_signed
 
 _ACCEPTED = (
     "(N, H, W, 3), (N, 3, H, W), (N, H, W, 1), (N, 1, H, W), (H, W, 3), (3, H, W), "

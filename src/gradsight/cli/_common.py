@@ -1,0 +1,184 @@
+"""What the commands share: the parser, ``--model``/``--debug``, loading the model,
+reading images, output paths, and turning errors into one line and an exit status.
+
+Image decoding lives in :mod:`._images`, the output plan, pictures, progress and log
+noise in :mod:`._io` (issue 9: no lost file, pictures that say what they show)."""
+
+from __future__ import annotations
+
+import argparse
+import sys
+import warnings
+from collections.abc import Callable, Sequence
+from pathlib import Path
+from typing import Any, NoReturn
+
+from ..errors import GradsightError, InputError
+from . import _images, _io
+
+__all__ = [
+    "PROG", "DEFAULT_SIZE", "MIN_PICTURE", "IMAGE_SUFFIXES", "Parser", "debug_parent", "model_parent", "load",
+    "check_images", "read_image", "read_image_folder", "stems", "out_dir", "png_out", "one_line",
+    "run_reporting_errors", "warn",
+]
+
+PROG = "gradsight"
+DEFAULT_SIZE = 224
+MIN_PICTURE = 128  # pictures smaller than this are hard to look at; upscale for drawing
+IMAGE_SUFFIXES = (".png", ".jpg", ".jpeg", ".bmp", ".gif", ".webp", ".tif", ".tiff")
+
+
+class Parser(argparse.ArgumentParser):
+    """argparse with one-line errors in gradsight's format."""
+
+    def error(self, message: str) -> NoReturn:
+        sub = self.prog.split(" ", 1)[1] if " " in self.prog else ""
+        hint = f" (see '{PROG} {sub} --help')" if sub else f" (see '{PROG} --help')"
+        self.exit(2, f"{PROG}: error: {message}{hint}\n")
+
+
+# --------------------------------------------------------------------------- parent parsers
+
+
+def debug_parent() -> argparse.ArgumentParser:
+    """``--debug`` for a subcommand."""
+    debug = argparse.ArgumentParser(add_help=False)
+    # SUPPRESS: a subcommand must not reset a --debug given before it.
+    debug.add_argument("--debug", action="store_true", default=argparse.SUPPRESS,
+                       help="show the full traceback on errors")
+    return debug
+
+
+def model_parent() -> argparse.ArgumentParser:
+    """``--model``, ``--weights``, ``--trust-pickle``, ``--framework``: read by :func:`load`."""
+    from ..models import model_help
+
+    model = argparse.ArgumentParser(add_help=False)
+    g = model.add_argument_group("model")
+    g.add_argument("--model", required=True, metavar="SPEC", help=model_help())
+    g.add_argument("--weights", metavar="FILE",
+                   help="state_dict for a 'package.module:factory' or bundled model (read with "
+                        "torch.load(weights_only=True); Keras: model.load_weights)")
+    g.add_argument("--trust-pickle", action="store_true",
+                   help="allow loading a pickled model file (unpickling runs code from the file)")
+    g.add_argument("--framework", choices=("torch", "keras"),
+                   help="for the bundled models: the PyTorch model (default) or its Keras twin")
+    return model
+
+
+def load(args: argparse.Namespace, images: bool = True) -> tuple[Any, Any]:
+    """``(model, ModelInfo)`` from the ``--model`` arguments; ``images``: the command feeds it images."""
+    from ..models import load_model
+
+    model, info = load_model(args.model, weights=args.weights, trust_pickle=args.trust_pickle,
+                             framework=args.framework)
+    if images and not info.takes_images:
+        raise InputError(f"'{args.model.strip()}' takes 2-D points, not images; use it with '{PROG} units'.")
+    return model, info
+
+
+# --------------------------------------------------------------------------- images
+
+
+def check_images(paths: Sequence[str]) -> list[Path]:
+    """Fail on the first missing, unreadable or undecodable image before any work."""
+    return _images.check_images(paths)  # decodes every file: a truncated one fails before the first output
+
+
+def read_image(path: Path, resize: str = "squash") -> Any:
+    """The image at ``path`` as upright 8-bit RGB (PIL), made square by ``resize`` (``--resize``);
+    16-bit images scaled, EXIF orientation applied; :class:`InputError` when it cannot be read."""
+    return _images.square(_images.read_image(path), resize)
+
+
+def read_image_folder(folder: Path, size: int) -> tuple[Any, Any, list[str]]:
+    """ImageFolder: ``(uint8 images (N, size, size, 3), labels (N,), class names)``; classes sorted."""
+    import numpy as np
+    from PIL import Image, UnidentifiedImageError
+
+    if not folder.is_dir():
+        raise InputError(f"--data {folder}: not a folder; pass 'demo' or a folder with one sub-folder per class.")
+    classes = sorted(p.name for p in folder.iterdir() if p.is_dir() and not p.name.startswith("."))
+    if not classes:
+        raise InputError(f"--data {folder} has no sub-folders; put the images of each class in its own sub-folder.")
+    images, labels = [], []
+    for k, name in enumerate(classes):
+        for path in sorted((folder / name).iterdir()):
+            if path.suffix.lower() not in IMAGE_SUFFIXES:
+                continue
+            try:
+                with Image.open(path) as im:
+                    images.append(np.asarray(im.convert("RGB").resize((size, size), Image.Resampling.BILINEAR)))
+            except (UnidentifiedImageError, OSError) as exc:
+                raise InputError(f"cannot read image {path}: {exc}") from None
+            labels.append(k)
+    if not images:
+        raise InputError(f"--data {folder}: no images ({', '.join(IMAGE_SUFFIXES)}) in its class sub-folders.")
+    return np.stack(images), np.array(labels), classes
+
+
+# --------------------------------------------------------------------------- outputs
+
+
+def stems(paths: Sequence[Path]) -> list[str]:
+    """Output names: the file stems, made unique from the paths (a/x.png, b/x.png -> a_x, b_x)."""
+    from ..outputs import output_names
+
+    return output_names(paths)
+
+
+def out_dir(path: str) -> Path:
+    """The ``--out DIR`` folder, created if missing."""
+    out = Path(path)
+    out.mkdir(parents=True, exist_ok=True)
+    return out
+
+
+def png_out(path: str) -> Path:
+    """An ``--out FILE.png`` path; :class:`InputError` unless it names a .png file."""
+    out = Path(path)
+    if out.suffix.lower() != ".png":
+        raise InputError(f"--out must name a .png file; got {path}")
+    return out
+
+
+# --------------------------------------------------------------------------- errors
+
+
+def one_line(exc: BaseException) -> str:
+    text = " ".join(str(exc).split())
+    if isinstance(exc, OSError) and exc.filename is not None and exc.strerror:
+        text = f"{exc.strerror}: {exc.filename}"
+    return text or type(exc).__name__
+
+
+def warn(message: str) -> None:
+    """A one-line ``gradsight: warning: ...`` on stderr (API option names worded as CLI flags)."""
+    print(f"{PROG}: warning: {_io.cli_words(message)}", file=sys.stderr)
+
+
+def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+    warn(" ".join(str(message).split()))
+
+
+def run_reporting_errors(run: Callable[[argparse.Namespace], Any], args: argparse.Namespace, debug: bool) -> int:
+    """Run a command; its errors become one line on stderr and an exit status (see :mod:`gradsight.cli`)."""
+    with warnings.catch_warnings(), _io.quiet_native_logs(debug):  # TF's C++ log lines only with --debug
+        warnings.showwarning = _show_warning
+        try:
+            status = run(args)
+        except KeyboardInterrupt:
+            print(f"{PROG}: interrupted", file=sys.stderr)
+            return 130
+        except (GradsightError, OSError) as exc:
+            if debug:
+                raise
+            print(f"{PROG}: error: {_io.cli_words(one_line(exc))}", file=sys.stderr)
+            return 2
+        except Exception as exc:
+            if debug:
+                raise
+            print(f"{PROG}: error: {type(exc).__name__}: {one_line(exc)} (run with --debug for the traceback)",
+                  file=sys.stderr)
+            return 1
+    return status if isinstance(status, int) else 0  # a command may return its own status (run: 3)
