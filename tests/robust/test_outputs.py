@@ -147,3 +147,14 @@ def test_plan_lists_many_clashes_briefly(tmp_path):
         plan.add(tmp_path / f"{i}.png")
     with pytest.raises(Exception, match="12 output file.*and 4 more"):
         plan.check()
+
+
+def test_run_refuses_an_out_folder_inside_the_data_folder(tmp_path, capsys):
+    data = tmp_path / "photos" / "cat"
+    data.mkdir(parents=True)
+    Image.fromarray(np.full((16, 16, 3), 90, np.uint8)).save(data / "a.png")
+    before = sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*"))
+    for out in (tmp_path / "photos", tmp_path / "photos" / "runs"):
+        rc = main(["run", "--model", "demo", "--data", str(tmp_path / "photos"), "--out", str(out), "--quiet"])
+        one_line_error(rc, capsys.readouterr().err, "inside --data")
+    assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written

@@ -10,7 +10,10 @@ Layout
 ------
 One module per command, plus :mod:`._common` for what commands share (the parser
 class, the ``--model`` and ``--debug`` parent parsers, loading the model, reading
-images, output paths, one-line error reporting). Bundled models (``demo``,
+images, output paths, one-line error reporting), with image decoding in :mod:`._images`
+and the output plan (``--overwrite``, never over an input, atomic writes), captions,
+progress bars and native log noise in :mod:`._io`. A command that writes files calls
+``_io.check_outputs`` before any work. Bundled models (``demo``,
 ``demo-detector``, ``demo-mlp``) come from one registry,
 :mod:`gradsight.demo.registry`, for every command.
 

@@ -59,6 +59,7 @@ def run(args: argparse.Namespace) -> int:
     """Run the job; returns the exit status (0: nothing failed, 3: some images failed)."""
     from ..datasets import explain_dataset
 
+    _check_out_outside_data(args.data, args.out)
     result = explain_dataset(
         args.model, args.data, args.out, args.method, weights=args.weights, framework=args.framework,
         trust_pickle=args.trust_pickle, target=args.target, layer=args.layer, batch_size=args.batch_size,
@@ -71,3 +72,18 @@ def run(args: argparse.Namespace) -> int:
         print(f"done: {result.images} images, {result.ok} explained{failed}; this run {result.processed} images in "
               f"{result.elapsed_s:.1f} s ({result.throughput:.1f} images/s) -> {result.out}", file=sys.stderr)
     return result.exit_status
+
+
+def _check_out_outside_data(data: str, out: str) -> None:
+    """Never write into the images being explained (issue 9): a folder ``--data`` is read
+    recursively, so an ``--out`` inside it would also change the data set of the next run."""
+    import os
+
+    from ..errors import InputError
+
+    if not os.path.isdir(data):
+        return
+    folder, target = os.path.realpath(data), os.path.realpath(out)
+    if target == folder or target.startswith(folder.rstrip(os.sep) + os.sep):
+        raise InputError(f"--out {out} is inside --data {data}: the run would write among the images it reads "
+                         "(and the next run would read its outputs as images); choose an --out outside the data folder.")

@@ -141,7 +141,8 @@ class RunFolder:
         self.out.mkdir(parents=True, exist_ok=True)
         self.state.mkdir(exist_ok=True)
         (self.out / "attributions").mkdir(exist_ok=True)
-        for tmp in list(self.out.rglob(".*.tmp")):  # left by a killed run; never renamed into place
+        # left by a killed run; never renamed into place (.part: render.save_png's own temporary name)
+        for tmp in list(self.out.rglob(".*.tmp")) + list(self.out.rglob(".*.part")):
             tmp.unlink(missing_ok=True)
         with atomic_path(path) as tmp:
             tmp.write_text(json.dumps(meta, indent=2) + "\n")
