@@ -41,12 +41,14 @@ def layer_table(model: Any, layout: str, size: int) -> tuple[list[dict[str, Any]
     through the Backend protocol's ``layers``; the automatic layer is the last with a 4-D
     output that has more than one spatial position.
     """
+    from .._locks import locked
     from ..backends import backend_for
 
     shape = (1, 3, size, size) if layout == "NCHW" else (1, size, size, 3)
     bk = backend_for(model)
-    with bk.session(model, eval_mode=True):  # a train-mode BatchNorm would learn from the blank input
-        rows = bk.layers(model, bk.prepare_input(model, np.zeros(shape, np.float32)))
+    # the lock: requests explaining this model may be running in other threads
+    with locked(model), bk.session(model, eval_mode=True) as run:  # a train-mode BatchNorm would learn from the blank input
+        rows = run.layers(model, run.prepare_input(model, np.zeros(shape, np.float32)))
     ch = bk.activation_channel_axis() % 4
     spatial = [a for a in (1, 2, 3) if a != ch]
 
