@@ -324,14 +324,15 @@ def _layers(args: argparse.Namespace) -> None:
     shape = (1, 3, size, size) if info.layout == "NCHW" else (1, size, size, 3)
     bk = backend_for(model)
     with bk.session(model, eval_mode=True):  # a train-mode BatchNorm would learn from the blank input
-        rows = bk.layers(model, bk.prepare_input(model, np.zeros(shape, np.float32)))
+        x = bk.prepare_input(model, np.zeros(shape, np.float32))
+        rows = bk.layers(model, x)
     ch = bk.activation_channel_axis() % 4
     spatial = [a for a in (1, 2, 3) if a != ch]
 
     def is_spatial(s: Any) -> bool:
         return s is not None and len(s) == 4 and s[spatial[0]] * s[spatial[1]] > 1
 
-    auto = max((k for k, r in enumerate(rows) if is_spatial(r[2])), default=None)
+    auto = max((k for k, r in enumerate(rows) if r[0] == _auto_layer(bk, model, x) and is_spatial(r[2])), default=None)
     table = [("layer", "type", "output shape")] + [
         (name, kind, "-" if s is None else str(tuple(s))) for name, kind, s in rows
     ]

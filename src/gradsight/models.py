@@ -42,7 +42,8 @@ _TORCH_SUFFIXES = (".pt", ".pth")
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 _SPEC_FORMS = (
     "use 'demo', 'package.module:factory' (a function that returns the model), "
-    "a pickled PyTorch model FILE.pt/.pth (with --trust-pickle), or a Keras FILE.keras/.h5"
+    "a pickled PyTorch model FILE.pt/.pth (with --trust-pickle), a Keras FILE.keras/.h5, or a Keras "
+    "ARCH.json with --weights FILE.h5"
 )
 
 
@@ -131,7 +132,9 @@ def load_model(
 
     path = Path(spec)
     suffix = path.suffix.lower()
-    if suffix in _TORCH_SUFFIXES + _KERAS_SUFFIXES or path.exists():
+    if suffix == ".json":  # a Keras to_json() architecture with its save_weights() file
+        model, info = _load_keras_file(path, weights)
+    elif suffix in _TORCH_SUFFIXES + _KERAS_SUFFIXES or path.exists():
         if weights is not None:
             raise ModelError(
                 f"--weights is for 'demo' and 'package.module:factory' models; {spec!r} is a whole saved model "
@@ -359,7 +362,7 @@ def _load_pickled_torch(path: Path, trust_pickle: bool) -> tuple[Any, ModelInfo]
     return model, _info_for(model, f"the PyTorch model in {path}")
 
 
-def _load_keras_file(path: Path) -> tuple[Any, ModelInfo]:
+def _load_keras_file(path: Path, weights: str | None = None) -> tuple[Any, ModelInfo]:
     loader = None
     try:
         from .backends import keras as keras_backend
@@ -377,7 +380,9 @@ def _load_keras_file(path: Path) -> tuple[Any, ModelInfo]:
             ) from exc
         loader = keras.models.load_model
     try:
-        model = loader(str(path))
+        model = loader(str(path), weights=weights) if weights is not None else loader(str(path))
+    except ModelError:
+        raise  # already names the cause
     except Exception as exc:
         raise ModelError(f"cannot load the Keras model {str(path)!r}: {type(exc).__name__}: {exc}") from exc
     return model, _info_for(model, f"the Keras model in {path}")

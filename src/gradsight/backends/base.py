@@ -188,6 +188,13 @@ class Backend(ABC):
         """
         raise NotImplementedError(f"the {self.name} backend cannot capture activations yet")
 
+    def final_softmax(self, model: Any, x: Tensor) -> str | None:
+        """What the model's output comes from when it ends in a softmax / log-softmax (for messages), else None.
+
+        May run one forward pass on ``x`` (inside :meth:`session`).
+        """
+        return None
+
     @abstractmethod
     def backward_rule(self, model: Any, rule: Rule) -> AbstractContextManager[Any]:
         """Public ``with`` block: the user's own gradient code sees ``rule``."""

@@ -14,6 +14,7 @@ from ...errors import InputError, ModelError, SaturationWarning, warn
 from ...rules import Rule, RuleReport
 from ...targets import Target
 from ..base import Backend, Gradients
+from ..saturation import saturation_message
 from .capture import PATCHING, capture, capture_auto, chosen, named_layers, resolve_layer, wrap_call
 from .models import final_softmax, input_info, require_final_softmax
 from .ops import KerasOps
@@ -66,11 +67,7 @@ class KerasBackend(Backend):
         _check_model(model)
         softmax = require_final_softmax(model) if logits else final_softmax(model)
         if softmax is not None and not logits:
-            warn(
-                f"the model's last layer {softmax.name!r} applies a softmax: gradients of probabilities saturate "
-                "(near-zero or misleading maps). Pass logits=True to explain the pre-softmax scores.",
-                SaturationWarning,
-            )
+            warn(saturation_message(f"its last layer {softmax.name!r}, a softmax"), SaturationWarning)
         saved = self._training, self._logits
         self._training, self._logits = (False if eval_mode else None), logits
         try:
@@ -168,6 +165,10 @@ class KerasBackend(Backend):
         with apply_rule(model, rule) as report:
             yield report
         report.check(f"backward_rule({type(model).__name__}, {rule.name!r})")
+
+    def final_softmax(self, model: keras.Model, x: tf.Tensor) -> str | None:
+        layer = final_softmax(model)
+        return None if layer is None else f"its last layer {layer.name!r}, a softmax"
 
     def layers(self, model: keras.Model, x: tf.Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
         rows: list[tuple[str, str, tuple[int, ...] | None]] = []

@@ -193,7 +193,10 @@ def chosen(
     if auto is not None:
         if not auto:
             raise auto_layer_error(model)
-        name = auto[-1][0]
+        from ...autolayer import pick
+
+        types = {p: type(lay).__name__ for p, lay in iter_layers(model)}
+        name = auto[pick([types.get(p, "") for p, _ in auto], [tuple(t.shape[1:3]) for _, t in auto]) or 0][0]
         seen = [t for p, t in auto if p == name]
         return Capture(name, seen).get(call), name  # same range check as an explicit layer
     if cap is None:

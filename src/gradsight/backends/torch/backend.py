@@ -13,7 +13,7 @@ from ...errors import InputError, ModelError, NotDifferentiableError
 from ...rules import Rule, layer_switch
 from ...targets import Target, select_output
 from ..base import Backend, Capture, Gradients, Ops
-from .capture import auto_layer_error, capture, capture_auto, hooked, is_spatial, resolve_layer
+from .capture import auto_choice, auto_layer_error, capture, capture_auto, hooked, is_spatial, resolve_layer
 from .rules import apply_rule
 
 __all__ = ["TorchBackend", "TorchOps"]
@@ -136,18 +136,14 @@ class TorchBackend(Backend):
         forward pass; they are saved and written back. ``logits=True`` is refused: a
         PyTorch model returns what its forward computes.
         """
-        if logits:
-            raise ModelError(
-                "logits=True is for Keras models whose last layer applies a softmax. A PyTorch model returns what "
-                "its forward computes: explain a model without the final softmax (e.g. model[:-1] for an "
-                "nn.Sequential), or pass target=callable on the outputs."
-            )
+        from .logits import softmax_session  # logits=True: the input of a final (log-)softmax; else a warning
+
         modes = [(m, m.training) for m in model.modules()]
         buffers = None if eval_mode else [(b, b.detach().clone()) for b in model.buffers()]
         try:
             if eval_mode:
                 model.eval()
-            with torch.inference_mode(False), torch.enable_grad():
+            with torch.inference_mode(False), torch.enable_grad(), softmax_session(model, logits):
                 yield
         finally:
             for m, training in modes:
@@ -235,7 +231,7 @@ class TorchBackend(Backend):
         if auto is not None:
             if not auto:
                 raise auto_layer_error(model)
-            name = auto[-1].name
+            name = auto_choice(auto).name
             seen = [s for s in auto if s.name == name]
             chosen = Capture(name, seen).get(call)  # same range check as an explicit layer
             if chosen.tensor._version != chosen.version:
@@ -298,7 +294,7 @@ class TorchBackend(Backend):
                     model(x)
                 if not seen:
                     raise auto_layer_error(model)
-                layer = resolve_layer(model, seen[-1].name)
+                layer = resolve_layer(model, auto_choice(seen).name)
             with capture(layer[1], layer[0]) as cap:
                 model(x)
         return cap.get(call), cap.name
@@ -308,6 +304,11 @@ class TorchBackend(Backend):
         with apply_rule(model, rule) as report:
             yield report
         report.check(f"backward_rule({type(model).__name__}, {rule.name!r})")
+
+    def final_softmax(self, model: torch.nn.Module, x: torch.Tensor) -> str | None:
+        from .logits import final_softmax
+
+        return final_softmax(model, x)
 
     def layers(self, model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
         rows: list[tuple[str, str, tuple[int, ...] | None]] = []

@@ -90,6 +90,7 @@ class _Seen:
     name: str
     tensor: torch.Tensor
     version: int
+    kind: str = ""  # the module's class name, for the automatic choice (autolayer.pick)
 
 
 @contextmanager
@@ -104,12 +105,19 @@ def capture_auto(model: torch.nn.Module) -> Iterator[list[_Seen]]:
     def hook_for(name: str) -> Callable[..., None]:
         def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:
             if is_spatial(output):
-                seen.append(_Seen(name, output, output._version))
+                seen.append(_Seen(name, output, output._version, type(mod).__name__))
 
         return hook
 
     with hooked(((n, m) for n, m in model.named_modules() if m is not model), hook_for):
         yield seen
+
+
+def auto_choice(seen: list[_Seen]) -> _Seen:
+    """The record :func:`gradsight.autolayer.pick` chooses among :func:`capture_auto`'s (non-empty)."""
+    from ...autolayer import pick
+
+    return seen[pick([s.kind for s in seen], [tuple(s.tensor.shape[2:]) for s in seen]) or 0]
 
 
 def auto_layer_error(model: torch.nn.Module) -> LayerNotCalledError:

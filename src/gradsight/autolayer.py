@@ -1,0 +1,61 @@
+"""Which layer Grad-CAM uses when none is named (``layer=None`` / ``"auto"``), framework-free.
+
+The rule (also in the README):
+
+1. Among the layer calls of one forward pass whose output is 4-D with a spatial size
+   above one (in completion order), find the last call of a **convolution** (any layer
+   whose class name contains ``Conv``: ``Conv2d``, ``Conv2D``, ``SeparableConv2D``,
+   ``DepthwiseConv2D``, a user's ``ConvBlock``, ...).
+2. The automatic layer is the **last call at that convolution's spatial size** from there
+   on, skipping dropout and noise layers: so an activation, a batch norm, a residual
+   addition or a whole block that ends at that size is taken (``relu5_3``, ResNet's
+   ``layer4``, Keras' ``conv5_block3_out``), never a pooling or a Dropout after it
+   (whose maps are coarser or, in training mode, random).
+3. A model with no convolution: the last spatial layer call, as before.
+
+Backends record ``(name, class name, output shape)`` per call and ask :func:`pick`.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+
+__all__ = ["pick", "is_conv", "is_dropout"]
+
+_DROPOUT = ("Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout")
+
+
+def is_conv(kind: str) -> bool:
+    """A convolution layer, judged by its class name."""
+    return "Conv" in kind
+
+
+def is_dropout(kind: str) -> bool:
+    return any(d in kind for d in _DROPOUT)
+
+
+def pick(kinds: Sequence[str], sizes: Sequence[tuple[int | None, int | None]]) -> int | None:
+    """Index of the automatic layer among spatial layer calls.
+
+    Parameters
+    ----------
+    kinds:
+        Class name of the layer of each call, in completion order.
+    sizes:
+        Spatial size (H, W) of each call's output, same order.
+
+    Returns
+    -------
+    The index of the chosen call, or None when there is none.
+    """
+    if not kinds:
+        return None
+    convs = [k for k, kind in enumerate(kinds) if is_conv(kind)]
+    if not convs:
+        return len(kinds) - 1
+    c = convs[-1]
+    chosen = c
+    for k in range(c + 1, len(kinds)):
+        if sizes[k] == sizes[c] and not is_dropout(kinds[k]):
+            chosen = k
+    return chosen
