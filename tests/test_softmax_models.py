@@ -19,8 +19,8 @@ from PIL import Image
 from torch import nn
 
 import gradsight as gs
-from gradsight.errors import SaturationWarning
 from gradsight.cli import main
+from gradsight.errors import SaturationWarning
 
 
 class ExamplesMnistNet(nn.Module):

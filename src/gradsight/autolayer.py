@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 
-__all__ = ["pick", "is_conv", "is_dropout"]
+__all__ = ["is_conv", "is_dropout", "pick"]
 
 _DROPOUT = ("Dropout", "GaussianNoise", "GaussianDropout", "AlphaDropout")
 

@@ -15,7 +15,7 @@ from collections.abc import Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from .errors import GradsightError, InputError
+from .errors import GradsightError, GradsightWarning, InputError
 
 __all__ = ["main", "build_parser"]
 
@@ -85,9 +85,14 @@ def build_parser() -> argparse.ArgumentParser:
     ex.add_argument("--size", type=int, metavar="N",
                     help=f"resize images to NxN for the model (default: the model's size, 64 for the demo, "
                          f"else {DEFAULT_SIZE})")
-    ex.add_argument("--preprocess", choices=("imagenet", "none", "demo"),
-                    help="input normalisation: ImageNet mean/std, none ([0, 1]), or the demo's (default: the "
-                         "model's own; 'imagenet' for your models)")
+    ex.add_argument("--preprocess", choices=("unit", "raw", "imagenet", "caffe", "tf", "demo", "none"),
+                    help="input scaling: unit ([0, 1]; 'none' too), raw ([0, 255]), imagenet (torch-style mean/std), "
+                         "caffe (Keras VGG/ResNet50: BGR, mean pixel subtracted), tf ([-1, 1]), demo (default: "
+                         "the model's own where it says, e.g. a Keras Rescaling layer; else imagenet for RGB, "
+                         "unit otherwise, with a note)")
+    from .cli_inputs import add_arguments as add_input_arguments  # --logits / --probabilities
+
+    add_input_arguments(ex)
     look = ex.add_argument_group("pictures")
     look.add_argument("--cmap", default="jet", help="matplotlib colormap of heat maps (default: jet)")
     look.add_argument("--alpha", type=float, default=0.5, help="heat-map weight over the image, 0..1 (default: 0.5)")
@@ -228,14 +233,12 @@ def _parse_target(text: str) -> int | None:
 
 def _explain(args: argparse.Namespace) -> None:
     import numpy as np
-    from PIL import Image
     from tqdm import tqdm
 
     from . import render
     from .backends.base import backend_for
     from .demo.runner import TITLES, explain_methods, method_row, picture
     from .methods import METHODS, get_method
-    from .models import preprocess
 
     if args.target == "detection" or args.model == "demo-detector":
         from .detection_cli import explain_detector
@@ -253,8 +256,14 @@ def _explain(args: argparse.Namespace) -> None:
     paths = _check_images(args.images)
 
     model, info = _load(args)
-    size = args.size or info.input_size or DEFAULT_SIZE
-    prep = args.preprocess or info.preprocessing
+    from .cli_inputs import plan_inputs  # channels, rank, size, preprocessing, logits; notes on stderr
+
+    plan = plan_inputs(model, info, args.size, args.preprocess, args.logits)
+    size = max(plan.size)
+    if args.logits is False:  # --probabilities: the user chose them knowingly
+        from .errors import SaturationWarning
+
+        warnings.simplefilter("ignore", SaturationWarning)
     layer = None if args.layer == "auto" else args.layer
     uses_layer = [m for m in methods if METHODS[m].uses_layer]
     if layer is not None:
@@ -264,7 +273,8 @@ def _explain(args: argparse.Namespace) -> None:
             print(f"{PROG}: warning: --layer is used only by gradcam and guided_gradcam; ignored for {methods[0]}",
                   file=sys.stderr)
     sg = {k: v for k, v in (("samples", args.samples), ("noise", args.noise)) if v is not None}
-    options = {"smoothgrad": {"seed": 0, **sg}}
+    options = {m: {"logits": plan.logits} for m in methods}
+    options["smoothgrad"] = {"seed": 0, **sg, "logits": plan.logits}
     draw = max(size, MIN_PICTURE)
     titles = [TITLES["input"]] + [TITLES[m] for m in methods]
     out = Path(args.out)
@@ -276,13 +286,14 @@ def _explain(args: argparse.Namespace) -> None:
     with bar:
         for start in range(0, len(paths), args.batch_size):
             chunk = paths[start:start + args.batch_size]
-            originals = [_read_image(p) for p in chunk]
-            small = np.stack([np.asarray(im.resize((size, size), Image.Resampling.BILINEAR)) for im in originals])
-            shown = np.stack([np.asarray(im.resize((draw, draw), Image.Resampling.BICUBIC)) for im in originals])
-            x = preprocess(small, prep, info.layout)
+            x, shown = plan.read(chunk, draw)
             exps = explain_methods(model, x, methods, target=target, layer=layer, options=options,
                                    done=lambda _m, k=len(chunk): bar.update(k))
             first = next(iter(exps.values()))
+            if start == 0 and layer is None and uses_layer:
+                plan.notes.append(f"Grad-CAM layer {exps[uses_layer[0]].layer!r} (automatic: the last convolution's "
+                                  "output; --layer NAME to choose, 'gradsight layers' lists them)")
+            plan.flush_notes()
             for i, name in enumerate(names[start:start + len(chunk)]):
                 if args.method == "all":
                     row = method_row(exps, i, shown[i], args.cmap, args.alpha)
@@ -320,24 +331,31 @@ def _layers(args: argparse.Namespace) -> None:
     from .backends.base import backend_for
 
     model, info = _load(args)
-    size = args.size or info.input_size or DEFAULT_SIZE
-    shape = (1, 3, size, size) if info.layout == "NCHW" else (1, size, size, 3)
+    from .cli_inputs import plan_inputs
+
+    blank = plan_inputs(model, info, args.size, None, for_explain=False).blank()  # the model's channels and rank
+    shape = blank.shape
     bk = backend_for(model)
-    with bk.session(model, eval_mode=True):  # a train-mode BatchNorm would learn from the blank input
-        x = bk.prepare_input(model, np.zeros(shape, np.float32))
+    with warnings.catch_warnings(), bk.session(model, eval_mode=True):  # BatchNorm must not learn from the blank
+        warnings.simplefilter("ignore", GradsightWarning)  # explanation warnings (softmax) are not for `layers`
+        x = bk.prepare_input(model, blank)
         rows = bk.layers(model, x)
+        try:
+            _, auto_name = bk.activations(model, x, "auto")
+        except GradsightError:
+            auto_name = None
     ch = bk.activation_channel_axis() % 4
     spatial = [a for a in (1, 2, 3) if a != ch]
 
     def is_spatial(s: Any) -> bool:
         return s is not None and len(s) == 4 and s[spatial[0]] * s[spatial[1]] > 1
 
-    auto = max((k for k, r in enumerate(rows) if r[0] == _auto_layer(bk, model, x) and is_spatial(r[2])), default=None)
+    auto = max((k for k, r in enumerate(rows) if r[0] == auto_name and is_spatial(r[2])), default=None)
     table = [("layer", "type", "output shape")] + [
         (name, kind, "-" if s is None else str(tuple(s))) for name, kind, s in rows
     ]
     widths = [max(len(r[c]) for r in table) for c in range(3)]
-    print(f"{info.description}: input {shape} ({info.layout}), {len(rows)} layer calls")
+    print(f"{info.description}: input {shape}, {len(rows)} layer calls")
     for k, r in enumerate(table):
         line = "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
         if k - 1 == auto:

@@ -35,7 +35,7 @@ import keras
 
 from ...errors import ModelError
 
-__all__ = ["load_file", "load_json", "fix_legacy_config", "unknown_classes", "H5Info", "read_h5_info"]
+__all__ = ["H5Info", "fix_legacy_config", "load_file", "load_json", "read_h5_info", "unknown_classes"]
 
 HDF5_SIGNATURE = b"\x89HDF\r\n\x1a\n"
 ZIP_SIGNATURE = b"PK\x03\x04"
@@ -117,14 +117,15 @@ def load_json(
             "written from model.to_json()."
         )
     _check_classes(config, custom_objects, str(a))
-    if "module" in config:  # written by Keras 3: its own reader understands it
+    written_by = str(config.get("keras_version") or "")
+    if "module" in config and not written_by.startswith(("1.", "2.")):  # Keras 3: its own reader understands it
         try:
             model = keras.models.model_from_json(json.dumps(config), custom_objects=custom_objects)
-        except Exception as exc:  # noqa: BLE001 - the reader raises many types; the cause goes in the message
+        except Exception as exc:
             raise ModelError(f"Keras could not rebuild the architecture in {str(a)!r}: {_cause(exc)}") from exc
     else:
-        fixed, _ = fix_legacy_config(config)
-        model = _rebuild(fixed, custom_objects, safe_mode, str(a), version=config.get("keras_version"))
+        fixed, _ = fix_legacy_config(_strip_modules(config))  # tf.keras >= 2.13 added Keras 3-like 'module' keys
+        model = _rebuild(fixed, custom_objects, safe_mode, str(a), version=written_by or None)
     _load_weights(model, w, f"the architecture in {str(a)!r}")
     return model
 
@@ -252,7 +253,7 @@ def _keras_load(path: Path, custom_objects: dict[str, Any] | None, safe_mode: bo
         with warnings.catch_warnings():
             warnings.simplefilter("ignore", UserWarning)  # Keras' notes on how layers were configured
             model = keras.models.load_model(path, custom_objects=custom_objects, compile=False, safe_mode=safe_mode)
-    except Exception as exc:  # noqa: BLE001 - the reader raises many types; the cause goes in the message
+    except Exception as exc:
         missing = re.search(r"Could not locate (?:class|function) '([^']+)'", str(exc))
         if missing:
             raise ModelError(_custom_message(missing.group(1), str(path))) from exc
@@ -280,7 +281,7 @@ def _rebuild(
             warnings.simplefilter("ignore", UserWarning)
             with saving_options.keras_option_scope(use_legacy_config=True), serialization_lib.SafeModeScope(safe_mode):
                 model = saving_utils.model_from_config(config, custom_objects=custom_objects)
-    except Exception as exc:  # noqa: BLE001 - the reader raises many types; the cause goes in the message
+    except Exception as exc:
         raise ModelError(f"Keras could not rebuild the model in {where!r}{written}: {_cause(exc)}") from exc
     if not isinstance(model, keras.Model):
         raise ModelError(f"{where!r} describes a {type(model).__name__}, not a keras.Model.")
@@ -306,7 +307,7 @@ def _load_weights(model: keras.Model, path: Path, what: str) -> None:
         model.load_weights(str(path))  # Keras 3 '.weights.h5'
     except ModelError:
         raise
-    except Exception as exc:  # noqa: BLE001
+    except Exception as exc:
         raise ModelError(f"the weights in {str(path)!r} do not fit {what}: {_cause(exc)}") from exc
 
 
@@ -418,6 +419,16 @@ def _fix_nested_sequential_nodes(config: dict[str, Any], changes: list[str]) -> 
     if config.get("output_layers"):
         config["output_layers"] = shift(config["output_layers"])
     changes.append(f"node indices of nested Sequential models {sorted(shifted)}")
+
+
+def _strip_modules(node: Any) -> Any:
+    """The config without 'module'/'registered_name' keys, so Keras 3 reads every object the legacy way."""
+    if isinstance(node, dict):
+        drop = ("module", "registered_name") if "class_name" in node else ()
+        return {k: _strip_modules(v) for k, v in node.items() if k not in drop}
+    if isinstance(node, list):
+        return [_strip_modules(v) for v in node]
+    return node
 
 
 def _fix_initializers(node: Any, changes: list[str]) -> None:
