@@ -59,3 +59,20 @@ def pick(kinds: Sequence[str], sizes: Sequence[tuple[int | None, int | None]]) -
         if sizes[k] == sizes[c] and not is_dropout(kinds[k]):
             chosen = k
     return chosen
+
+
+def spatial_hint(layers: Sequence[tuple[str, str]], most: int = 12) -> str:
+    """``" Its convolutional layers: ..."`` for an unknown layer name with no close match.
+
+    ``layers``: (name, class name) of every layer, in model order; the last ``most``
+    convolutions are listed (Grad-CAM layers are usually the late ones).
+    """
+    convs = [name for name, kind in layers if is_conv(kind)]
+    if not convs:
+        return " The model has no convolutional layer; layer=None picks the last layer with a spatial output."
+    shown = convs[-most:]
+    which = "Its convolutional layers" if len(shown) == len(convs) else f"Its last {len(shown)} convolutional layers (of {len(convs)})"
+    return (
+        f" {which}: {', '.join(repr(n) for n in shown)}; "
+        "layer=None picks the last convolution's output (`gradsight layers --model ...` lists every layer)."
+    )

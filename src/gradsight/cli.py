@@ -22,6 +22,7 @@ __all__ = ["main", "build_parser"]
 PROG = "gradsight"
 DEFAULT_SIZE = 224
 MIN_PICTURE = 128  # pictures smaller than this are hard to look at; upscale for drawing
+_DEBUG = False
 
 
 class _Parser(argparse.ArgumentParser):
@@ -137,6 +138,8 @@ def main(argv: Sequence[str] | None = None) -> int:
         parser.print_help(sys.stderr)
         return 2
     debug = bool(getattr(args, "debug", False))
+    global _DEBUG
+    _DEBUG = debug
     run = {"explain": _explain, "layers": _layers, "demo": _demo}.get(args.command) or args.run
     with warnings.catch_warnings():
         warnings.showwarning = _show_warning
@@ -167,7 +170,9 @@ def _one_line(exc: BaseException) -> str:
 
 
 def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    print(f"{PROG}: warning: {' '.join(str(message).split())}", file=sys.stderr)
+    from .cli_inputs import show_warning  # gradsight's warnings as one line; a library's only with --debug
+
+    show_warning(message, category, filename, _DEBUG)
 
 
 # --------------------------------------------------------------------------- explain
@@ -336,14 +341,15 @@ def _layers(args: argparse.Namespace) -> None:
     blank = plan_inputs(model, info, args.size, None, for_explain=False).blank()  # the model's channels and rank
     shape = blank.shape
     bk = backend_for(model)
-    with warnings.catch_warnings(), bk.session(model, eval_mode=True):  # BatchNorm must not learn from the blank
+    with warnings.catch_warnings():
         warnings.simplefilter("ignore", GradsightWarning)  # explanation warnings (softmax) are not for `layers`
-        x = bk.prepare_input(model, blank)
-        rows = bk.layers(model, x)
-        try:
-            _, auto_name = bk.activations(model, x, "auto")
-        except GradsightError:
-            auto_name = None
+        with bk.session(model, eval_mode=True):  # a train-mode BatchNorm would learn from the blank input
+            x = bk.prepare_input(model, blank)
+            rows = bk.layers(model, x)
+            try:
+                _, auto_name = bk.activations(model, x, "auto")
+            except GradsightError:
+                auto_name = None
     ch = bk.activation_channel_axis() % 4
     spatial = [a for a in (1, 2, 3) if a != ch]
 

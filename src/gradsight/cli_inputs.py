@@ -37,6 +37,19 @@ def note(text: str) -> None:
     print(f"{PROG}: note: {text}", file=sys.stderr)
 
 
+def show_warning(message: Any, category: type[Warning], filename: str, debug: bool) -> None:
+    """A warning as one stderr line. gradsight's own: ``gradsight: warning: ...``. Another library's
+    (Keras' notes on how a legacy model was configured, ...): only with ``--debug``, labelled with
+    the library, so that it is never mistaken for gradsight's."""
+    text = " ".join(str(message).split())
+    if issubclass(category, GradsightWarning):
+        print(f"{PROG}: warning: {text}", file=sys.stderr)
+    elif debug:
+        parts = Path(filename).parts
+        origin = parts[parts.index("site-packages") + 1] if "site-packages" in parts[:-1] else Path(filename).stem
+        print(f"{PROG}: {category.__name__} from {origin}: {text}", file=sys.stderr)
+
+
 def add_arguments(parser: argparse.ArgumentParser) -> None:
     """``--logits`` / ``--probabilities`` for ``explain``."""
     group = parser.add_mutually_exclusive_group()

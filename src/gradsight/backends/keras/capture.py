@@ -102,7 +102,10 @@ def resolve_layer(model: keras.Model, layer: Any) -> tuple[str, keras.layers.Lay
             + "."
         )
     names = sorted({lay.name for _, lay in named} | set(by_path))
-    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + close_matches(layer, names))
+    from ...autolayer import spatial_hint  # no close name: list the convolutional layers instead
+
+    hint = close_matches(layer, names) or spatial_hint([(p, type(lay).__name__) for p, lay in named])
+    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + hint)
 
 
 def is_spatial(t: Any) -> bool:

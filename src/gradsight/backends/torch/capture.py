@@ -56,7 +56,10 @@ def resolve_layer(model: torch.nn.Module, layer: Any) -> tuple[str, torch.nn.Mod
     if layer in modules and layer != "":
         return layer, modules[layer]
     names = [n for n in modules if n]
-    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + close_matches(layer, names))
+    from ...autolayer import spatial_hint  # no close name: list the convolutional layers instead
+
+    hint = close_matches(layer, names) or spatial_hint([(n, type(m).__name__) for n, m in modules.items() if n])
+    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + hint)
 
 
 def is_spatial(t: Any) -> bool:
