@@ -123,6 +123,27 @@ def test_keras2_h5_with_a_nested_model_loads_and_matches_keras2(tmp_path: Path) 
     assert exp.layer == "base/last_conv"
 
 
+def test_keras2_h5_transfer_learning_layout_loads(tmp_path: Path) -> None:
+    """A base Functional (a VGG16 stand-in with its own Input) called inside a classifier: Keras 2
+    numbers that call node 1; Keras 3 alone fails with 'Invalid Functional model configuration'."""
+    k2.utils.set_random_seed(12)
+    L = k2.layers
+    base_in = k2.Input((16, 16, 3))
+    base = k2.Model(base_in, L.Conv2D(4, 3, activation="relu", name="block5_conv3")(base_in), name="vgg16")
+    inp = k2.Input((16, 16, 3))
+    model = k2.Model(inp, L.Dense(3, activation="softmax")(L.GlobalAveragePooling2D()(base(inp))))
+    path = tmp_path / "transfer.h5"
+    model.save(path)
+    with pytest.raises(Exception):  # noqa: B017 - the gap
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            keras.models.load_model(path, compile=False)
+    x = np.random.default_rng(13).random((2, 16, 16, 3), dtype=np.float32)
+    loaded = load_model(path)
+    assert_rel(loaded.predict(x, verbose=0), model.predict(x, verbose=0), 1e-5)
+    assert gs.gradcam(loaded, x, logits=True).layer == "vgg16/block5_conv3"
+
+
 def test_json_and_weights_pair_through_api_and_cli(tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
     model = _k2_functional()
     arch, weights = tmp_path / "arch.json", tmp_path / "w.h5"

@@ -116,6 +116,11 @@ def torch_mnist_cnn() -> nn.Module:
     return nn.Sequential(nn.Conv2d(1, 4, 3), nn.ReLU(), nn.MaxPool2d(2), nn.Flatten(), nn.Linear(4 * 13 * 13, 10))
 
 
+def torch_flat() -> nn.Module:
+    torch.manual_seed(11)
+    return nn.Sequential(nn.Linear(784, 10))
+
+
 def keras_mnist_mlp() -> keras.Model:
     return _keras_mnist_mlp()
 
@@ -134,7 +139,9 @@ def digit_rgb(tmp_path: Path) -> Path:
     return path
 
 
-@pytest.mark.parametrize("factory", ["torch_mnist_mlp", "torch_mnist_cnn", "keras_mnist_mlp", "keras_mnist_cnn"])
+@pytest.mark.parametrize(
+    "factory", ["torch_mnist_mlp", "torch_mnist_cnn", "torch_flat", "keras_mnist_mlp", "keras_mnist_cnn"]
+)
 def test_cli_layers_and_explain_on_one_channel_models(
     factory: str, digit_rgb: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str],
     monkeypatch: pytest.MonkeyPatch,
@@ -144,8 +151,9 @@ def test_cli_layers_and_explain_on_one_channel_models(
     assert main(["layers", "--model", spec]) == 0
     out = capsys.readouterr()
     assert "warning" not in out.err, out.err
-    mlp = "mlp" in factory
-    assert ("(1, 28, 28)" if mlp else ("(1, 1, 28, 28)" if "torch" in factory else "(1, 28, 28, 1)")) in out.out
+    mlp = "mlp" in factory or "flat" in factory
+    shape = "(1, 784)" if "flat" in factory else "(1, 28, 28)" if mlp else "(1, 1, 28, 28)" if "torch" in factory else "(1, 28, 28, 1)"
+    assert shape in out.out
     assert ("no layer has a spatial" in out.out) == mlp
 
     rc = main(["explain", str(digit_rgb), "--model", spec, "--method", "saliency", "--out", str(tmp_path / "o")])
@@ -156,7 +164,8 @@ def test_cli_layers_and_explain_on_one_channel_models(
     # The picture is the saliency of the gray [0, 1] digit: recompute it with the API.
     gray = np.asarray(Image.open(digit_rgb).convert("L"), np.float32) / 255
     model = globals()[factory]()
-    x = gray[None] if mlp else (gray[None, None] if "torch" in factory else gray[None, ..., None])
+    x = gray.reshape(1, 784) if "flat" in factory else gray[None] if mlp else (
+        gray[None, None] if "torch" in factory else gray[None, ..., None])
     with warnings.catch_warnings():
         warnings.simplefilter("ignore")
         exp = gs.saliency(model, x, logits="keras" in factory)

@@ -70,10 +70,12 @@ def explain(
         Keras: ``True`` calls the model with ``training=False``; ``False`` with
         ``training=None`` (each layer's own default).
     logits:
-        Keras models whose last layer applies a softmax (``Dense(..., activation="softmax")``,
-        ``Activation("softmax")``, ``Softmax()``): explain the pre-softmax scores, which
-        do not saturate. Such models get a ``SaturationWarning`` without it. PyTorch
-        models raise :class:`~gradsight.errors.ModelError` (remove the softmax instead).
+        Models whose output comes from a final softmax / log-softmax: explain the scores
+        before it, which do not saturate. Keras: ``Dense(..., activation="softmax")``,
+        ``Activation("softmax")``, ``Softmax()``; PyTorch: ``nn.Softmax``/``nn.LogSoftmax``
+        or ``F.softmax``/``F.log_softmax`` (or ``torch.``/``Tensor.`` forms) as the
+        forward's last step. Such models get a ``SaturationWarning`` without it; other
+        models raise :class:`~gradsight.errors.ModelError` with it.
     **options:
         The method's options (e.g. ``samples``, ``noise``, ``batch_size``, ``seed``,
         ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM).

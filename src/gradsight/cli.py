@@ -294,6 +294,7 @@ def _explain(args: argparse.Namespace) -> None:
             x, shown = plan.read(chunk, draw)
             exps = explain_methods(model, x, methods, target=target, layer=layer, options=options,
                                    done=lambda _m, k=len(chunk): bar.update(k))
+            plan.as_images(exps)  # flat (N, H*W) inputs: maps get the image's shape
             first = next(iter(exps.values()))
             if start == 0 and layer is None and uses_layer:
                 plan.notes.append(f"Grad-CAM layer {exps[uses_layer[0]].layer!r} (automatic: the last convolution's "

@@ -92,6 +92,23 @@ class InputPlan:
         ])
         return preprocess(small, self.preprocessing, self.spec), shown
 
+    def as_images(self, explanations: dict[str, Any]) -> None:
+        """Flat-input models (``NF``): give each explanation's (N, H*W*C) attributions their image
+        shape and heat maps, so they can be drawn like any other."""
+        if self.spec.layout != "NF":
+            return
+        from . import render
+
+        h, w = self.size
+        for exp in explanations.values():
+            a = exp.attributions
+            if a.ndim != 2 or exp.heatmaps is not None:
+                continue
+            img = a.reshape(len(a), h, w, self.spec.channels)
+            exp.attributions = img[..., 0] if self.spec.channels == 1 else img
+            exp.layout = "channels_last"
+            exp.heatmaps = render.normalize(np.abs(img).max(axis=-1))
+
     def blank(self) -> np.ndarray:
         """A zero batch of one sample in the model's input shape."""
         return np.zeros(self.spec.shape(1, self.size), np.float32)

@@ -393,32 +393,34 @@ def _has_own_input(sequential: dict[str, Any]) -> bool:
 
 
 def _fix_nested_sequential_nodes(config: dict[str, Any], changes: list[str]) -> None:
-    """Keras 2 counted a Sequential's own construction as its node 0, so a call of a nested
-    Sequential is node 1 in the file; Keras 3 creates no such node for a Sequential."""
-    shifted = {
-        layer.get("config", {}).get("name") or layer.get("name")
-        for layer in config.get("layers") or []
-        if layer.get("class_name") == "Sequential" and _has_own_input(layer)
-    }
-    shifted.discard(None)
-    if not shifted:
+    """Keras 2 counted a nested model's own construction as its node 0, so its call inside the
+    outer model is node 1 in the file; Keras 3 creates no such node. Keras 3 shifts references
+    to a nested Functional's outputs itself, but neither inbound references nor Sequentials."""
+
+    def name(layer: dict[str, Any]) -> Any:
+        return layer.get("name") or (layer.get("config") or {}).get("name")
+
+    layers = config.get("layers") or []
+    sequential = {name(x) for x in layers if x.get("class_name") == "Sequential" and _has_own_input(x)}
+    functional = {name(x) for x in layers if x.get("class_name") in ("Model", "Functional")}
+    sequential.discard(None)
+    functional.discard(None)
+    if not sequential and not functional:
         return
 
-    def shift(node: Any) -> Any:
+    def shift(node: Any, names: set[Any]) -> Any:
         if isinstance(node, list) and len(node) in (3, 4) and isinstance(node[0], str) and isinstance(node[1], int):
-            if node[0] in shifted and node[1] > 0:
-                return [node[0], node[1] - 1, *node[2:]]
-            return node
+            return [node[0], node[1] - 1, *node[2:]] if node[0] in names and node[1] > 0 else node
         if isinstance(node, list):
-            return [shift(n) for n in node]
+            return [shift(n, names) for n in node]
         return node
 
-    for layer in config.get("layers") or []:
+    for layer in layers:
         if layer.get("inbound_nodes"):
-            layer["inbound_nodes"] = shift(layer["inbound_nodes"])
-    if config.get("output_layers"):
-        config["output_layers"] = shift(config["output_layers"])
-    changes.append(f"node indices of nested Sequential models {sorted(shifted)}")
+            layer["inbound_nodes"] = shift(layer["inbound_nodes"], sequential | functional)
+    if config.get("output_layers") and sequential:
+        config["output_layers"] = shift(config["output_layers"], sequential)
+    changes.append(f"node indices of nested models {sorted(sequential | functional)}")
 
 
 def _strip_modules(node: Any) -> Any:

@@ -76,10 +76,9 @@ def softmax_session(model: torch.nn.Module, logits: bool) -> Iterator[None]:
     :class:`ModelError`.
     """
     mode = _SoftmaxMode() if logits else None
-    warned = False
+    found: list[str] = []  # warned on leaving the block, so that the warning points at the user's line
 
     def hook(module: Any, args: Any, output: Any) -> Any:
-        nonlocal warned
         if mode is not None:
             last = mode.records[-1] if mode.records else None
             mode.records = []
@@ -92,9 +91,8 @@ def softmax_session(model: torch.nn.Module, logits: bool) -> Iterator[None]:
             return last.inputs
         fn = getattr(output, "grad_fn", None)  # free: no recording needed to warn
         kind = {"SoftmaxBackward0": "softmax", "LogSoftmaxBackward0": "log_softmax"}.get(type(fn).__name__)
-        if kind is not None and not warned:
-            warned = True
-            warn(saturation_message(_module_name(model, kind)), SaturationWarning)
+        if kind is not None and not found:
+            found.append(_module_name(model, kind))
         return None
 
     handle = model.register_forward_hook(hook)
@@ -106,6 +104,8 @@ def softmax_session(model: torch.nn.Module, logits: bool) -> Iterator[None]:
                 yield
     finally:
         handle.remove()
+    if found:
+        warn(saturation_message(found[0]), SaturationWarning)
 
 
 def final_softmax(model: torch.nn.Module, x: torch.Tensor) -> str | None:
