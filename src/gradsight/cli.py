@@ -332,8 +332,6 @@ def _prediction_line(path: Path, exp: Any, i: int, info: Any) -> str:
 
 
 def _layers(args: argparse.Namespace) -> None:
-    import numpy as np
-
     from .backends.base import backend_for
 
     model, info = _load(args)
