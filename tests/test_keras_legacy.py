@@ -251,6 +251,13 @@ def test_files_that_are_not_keras_models(tmp_path: Path, capsys: pytest.CaptureF
         f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": []})
     with pytest.raises(gs.ModelError, match="Keras 1.2.2"):
         load_model(old)
+    removed = tmp_path / "removed.h5"
+    with h5py.File(removed, "w") as f:
+        f.attrs["keras_version"] = "2.4.0"
+        f.attrs["model_config"] = json.dumps({"class_name": "Sequential", "config": {"name": "s", "layers": [
+            {"class_name": "LocallyConnected2D", "config": {"name": "lc", "batch_input_shape": [None, 8, 8, 1]}}]}})
+    with pytest.raises(gs.ModelError, match="LocallyConnected2D layers: a Keras 2 layer that Keras 3 removed"):
+        load_model(removed)
     _one_line_error(capsys, main(["layers", "--model", str(tmp_path / "notes.h5")]), "is not an HDF5 file")
 
 

@@ -44,6 +44,12 @@ _MODEL_CLASSES = {"Sequential", "Model", "Functional", "InputLayer"}
 _KERAS2_ONLY = {
     "TFOpLambda": "TensorFlow ops called on Keras tensors (tf.keras turned them into TFOpLambda layers)",
     "SlicingOpLambda": "tensor slicing on Keras tensors (tf.keras turned it into SlicingOpLambda layers)",
+    "LocallyConnected1D": "a Keras 2 layer that Keras 3 removed",
+    "LocallyConnected2D": "a Keras 2 layer that Keras 3 removed",
+    "ThresholdedReLU": "a Keras 2 layer that Keras 3 removed (a ReLU with threshold= does the same)",
+    "CuDNNLSTM": "a Keras 2 layer that Keras 3 removed (LSTM uses cuDNN by itself)",
+    "CuDNNGRU": "a Keras 2 layer that Keras 3 removed (GRU uses cuDNN by itself)",
+    "DenseFeatures": "a tf.keras feature-column layer that Keras 3 removed",
 }
 
 
