@@ -22,12 +22,12 @@ keras = pytest.importorskip("keras")
 h5py = pytest.importorskip("h5py")
 k2 = pytest.importorskip("tf_keras")
 
-from helpers import assert_rel
-from PIL import Image
+from PIL import Image  # noqa: E402
 
-import gradsight as gs
-from gradsight.backends.keras import load_model
-from gradsight.cli import main
+import gradsight as gs  # noqa: E402
+from gradsight.backends.keras import load_model  # noqa: E402
+from gradsight.cli import main  # noqa: E402
+from helpers import assert_rel  # noqa: E402
 
 FIXTURES = Path(__file__).parent / "fixtures" / "keras_legacy"
 

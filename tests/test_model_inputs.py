@@ -14,14 +14,15 @@ from pathlib import Path
 import numpy as np
 import pytest
 import torch
-from helpers import assert_rel
 from PIL import Image
 from torch import nn
 
 import gradsight as gs
-from gradsight.autolayer import pick
+from gradsight.backends.autolayer import pick
 from gradsight.cli import main
-from gradsight.imageio import InputSpec, default_preprocessing, input_spec, preprocess
+from gradsight.inputs import InputSpec, preprocess
+from gradsight.models import default_preprocessing, input_spec
+from helpers import assert_rel
 
 keras = pytest.importorskip("keras")
 

@@ -14,13 +14,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_rel
 from PIL import Image
 from torch import nn
 
 import gradsight as gs
 from gradsight.cli import main
 from gradsight.errors import SaturationWarning
+from helpers import assert_rel
 
 
 class ExamplesMnistNet(nn.Module):

@@ -1,4 +1,11 @@
-"""The public entry points: :func:`explain`, one function per method, :func:`backward_rule`."""
+"""The public entry points: :func:`explain`, :func:`predict`, :func:`backward_rule`, and one
+function per method with its real parameters (``gs.gradcam(model, x, layer=..., gate=...)``).
+
+A method added to :mod:`gradsight.methods` works through ``explain(method=...)`` at once;
+its function here gives editors and ``help()`` a signature (a test checks that every
+method has one, taking exactly its options). ``_method_function(name)`` makes a generic
+``**options`` one meanwhile.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +15,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import backend_for
+from .backends import backend_for
 from .explanation import Explanation
 from .methods import METHODS, get_method
 from .rules import Rule, get_rule
@@ -34,7 +41,7 @@ def explain(
     target: Any = None,
     layer: Any = None,
     *,
-    output: int | str | None = None,
+    output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
     **options: Any,
@@ -93,9 +100,9 @@ def explain(
     tgt = as_target(target)
     output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
-    with bk.session(model, eval_mode=eval_mode, logits=logits):
-        xt = bk.prepare_input(model, x)
-        result = spec.fn(bk, model, xt, tgt, output=output, **options)
+    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
+        xt = run.prepare_input(model, x)
+        result = spec.fn(run, model, xt, tgt, output=output, **options)
     return Explanation(
         method=spec.name,
         attributions=result.attributions,
@@ -131,15 +138,17 @@ def predict(
     n = len(x)
     step = n if not batch_size or batch_size >= n else int(batch_size)
     parts: list[np.ndarray] = []
-    with bk.session(model, eval_mode=eval_mode, logits=logits):
+    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
         for start in range(0, max(n, 1), max(step, 1)):
-            xt = bk.prepare_input(model, x[start : start + step])
-            out = bk.forward(model, xt, output=output)
+            xt = run.prepare_input(model, x[start : start + step])
+            out = run.forward(model, xt, output=output)
             parts.append(np.asarray(bk.ops.numpy(out), dtype=np.float32))
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
 def _method_function(name: str) -> Any:
+    """A generic ``name(model, x, target=None, **options)`` for a method without its own function yet."""
+
     def run(model: Any, x: Any, target: Any = None, **options: Any) -> Explanation:
         return explain(model, x, method=name, target=target, **options)
 
@@ -151,12 +160,211 @@ def _method_function(name: str) -> Any:
     return run
 
 
-saliency = _method_function("saliency")
-smoothgrad = _method_function("smoothgrad")
-deconvnet = _method_function("deconvnet")
-guided_backprop = _method_function("guided_backprop")
-gradcam = _method_function("gradcam")
-guided_gradcam = _method_function("guided_gradcam")
+_COMMON = """model : torch.nn.Module or keras.Model
+        The model to explain; left exactly as it was.
+    x : array or tensor (N, ...)
+        A batch in the model's own layout (PyTorch (N, C, H, W), Keras (N, H, W, C)),
+        preprocessed as the model expects. Never modified.
+    target : None, int, sequence of N ints, callable or gradsight.targets.Target
+        What to explain: None each sample's top-1 class; ``TopK(k)`` adds a k axis
+        after the batch axis to every result array."""
+
+_SESSION = """output : int, str or tuple, optional
+        For models with several outputs: the index or key of the one to explain.
+    eval_mode : bool, default True
+        Run the model in eval mode (PyTorch) / with ``training=False`` (Keras).
+    logits : bool, default False
+        Keras: explain the pre-softmax scores of a model ending in a softmax.
+
+    **options
+        Nothing else: an unknown option raises UnknownOptionError naming the valid ones.
+
+    Returns
+    -------
+    Explanation"""
+
+_LAYER = """layer : str, layer object or None
+        The layer whose output is weighed (PyTorch: dotted name from
+        ``named_modules()``; Keras: name or ``outer/inner`` path). None: the last layer
+        with a 4-D spatial output.
+    call : int, default -1
+        Which call of a layer that runs several times per forward pass.
+    gate : None or "guided"
+        "guided" keeps the gradients only where the activation and the gradient are
+        positive before pooling."""
+
+
+def _doc(fn: Any) -> Any:
+    fn.__doc__ = fn.__doc__.replace("{common}", _COMMON).replace("{session}", _SESSION).replace("{layer}", _LAYER)
+    return fn
+
+
+@_doc
+def saliency(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Vanilla gradient saliency (Simonyan et al. 2014): d score / d input.
+
+    ``attributions`` (N, *input) signed; ``heatmaps`` (N, H, W) in [0, 1] (max over
+    channels of the absolute gradient, per sample).
+
+    Parameters
+    ----------
+    {common}
+    {session}
+    """
+    return explain(model, x, "saliency", target, output=output, eval_mode=eval_mode, logits=logits, **options)
+
+
+@_doc
+def smoothgrad(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    samples: int = 50,
+    noise: float = 0.15,
+    batch_size: int = 32,
+    seed: int | None = None,
+    base: str = "saliency",
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """SmoothGrad (Smilkov et al. 2017): ``base`` averaged over noisy copies of the input.
+
+    Parameters
+    ----------
+    {common}
+    samples : int, default 50
+        Noisy copies per input.
+    noise : float, default 0.15
+        Noise standard deviation as a fraction of each input's value range (max - min).
+    batch_size : int, default 32
+        Rows per backward pass (memory does not grow with ``samples``).
+    seed : int, optional
+        Seed of the noise; with it results do not depend on ``batch_size`` or the framework.
+    base : {"saliency", "deconvnet", "guided_backprop"}
+        The gradient method averaged.
+    {session}
+    """
+    return explain(
+        model, x, "smoothgrad", target, output=output, eval_mode=eval_mode, logits=logits,
+        samples=samples, noise=noise, batch_size=batch_size, seed=seed, base=base, **options
+    )
+
+
+@_doc
+def deconvnet(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Deconvnet (Zeiler & Fergus 2014): every ReLU/LeakyReLU passes ``f(upstream gradient)`` back.
+
+    Parameters
+    ----------
+    {common}
+    {session}
+    """
+    return explain(model, x, "deconvnet", target, output=output, eval_mode=eval_mode, logits=logits, **options)
+
+
+@_doc
+def guided_backprop(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Guided backpropagation (Springenberg et al. 2015): rectifiers pass ``relu(g) * f'(x)`` back.
+
+    Parameters
+    ----------
+    {common}
+    {session}
+    """
+    return explain(
+        model, x, "guided_backprop", target, output=output, eval_mode=eval_mode, logits=logits, **options
+    )
+
+
+@_doc
+def gradcam(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    layer: Any = None,
+    call: int = -1,
+    gate: str | None = None,
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Grad-CAM (Selvaraju et al. 2017): ReLU(sum_k alpha_k A_k), alpha_k the mean gradient of channel k.
+
+    ``attributions`` (N, h, w) at the layer's resolution, unnormalised; ``heatmaps``
+    (N, H, W) resized to the input and scaled to [0, 1].
+
+    Parameters
+    ----------
+    {common}
+    {layer}
+    {session}
+    """
+    return explain(
+        model, x, "gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call, gate=gate,
+        **options,
+    )
+
+
+@_doc
+def guided_gradcam(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    layer: Any = None,
+    call: int = -1,
+    gate: str | None = None,
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times the upsampled Grad-CAM map.
+
+    One forward pass; ``extras["cam"]`` holds the Grad-CAM map at the layer.
+
+    Parameters
+    ----------
+    {common}
+    {layer}
+    {session}
+    """
+    return explain(
+        model, x, "guided_gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call,
+        gate=gate, **options
+    )
 
 
 @contextmanager

@@ -12,6 +12,7 @@ import os
 import sys
 import warnings
 from collections.abc import Iterable
+from types import FrameType
 
 __all__ = [
     "GradsightError",
@@ -39,7 +40,8 @@ _CONTEXTLIB = contextlib.__file__
 
 def warn(message: str, category: type[Warning]) -> None:
     """``warnings.warn`` pointing at the user's line: the first frame outside gradsight."""
-    level, frame = 2, sys._getframe(1)
+    level = 2
+    frame: FrameType | None = sys._getframe(1)
     while frame is not None and (
         frame.f_code.co_filename.startswith(_PACKAGE_DIR) or frame.f_code.co_filename == _CONTEXTLIB  # a with-exit
     ):

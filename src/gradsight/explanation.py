@@ -109,9 +109,7 @@ class Explanation:
             heat = heat.reshape((-1,) + heat.shape[2:])
         if images is None:
             return [Image.fromarray(c) for c in render.colorize(heat, cmap)]
-        from .imageio import displayable  # normalised model input is de-normalised for display, with a warning
-
-        images, note = displayable(images)
+        images, note = render.displayable(images)  # normalised model input is de-normalised for display
         if note:
             from .errors import GradsightWarning, warn
 

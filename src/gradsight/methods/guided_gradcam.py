@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import maps
 from ..backends.base import Backend
 from ..errors import InputError
 from ..rules import RULES
@@ -30,8 +31,6 @@ def guided_gradcam(
     One forward pass: the gradient at the layer is the plain one (Grad-CAM's), the input
     gradient the guided one; ``extras["cam"]`` is the Grad-CAM map at the layer.
     """
-    from .. import render
-
     size = spatial_size(bk, model, tuple(bk.ops.shape(x)))
     if size is None or len(bk.ops.shape(x)) != 4:
         raise InputError(
@@ -49,7 +48,7 @@ def guided_gradcam(
     multi = cam.scores.ndim == 2
     gb = bk.ops.numpy(g.input_grad).astype(np.float32)
     warn_zero(gb, cam.outputs, "guided_backprop", k_axis=multi)
-    up = per_target(lambda c: render.resize(c, size), cam.attributions, multi)
+    up = per_target(lambda c: maps.resize(c, size), cam.attributions, multi)
     axis = input_channel_axis(bk, model)
     attr = (gb * np.expand_dims(up, axis + 1 if multi and axis > 0 else axis)).astype(np.float32)
     return MethodResult(
