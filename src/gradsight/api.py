@@ -66,7 +66,7 @@ def explain(
         batch axis), ``Segmentation``, ``Detection`` (YOLO-style heads).
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
-        layer object, or None/"auto" for the last layer with a 4-D spatial output.
+        layer object, or None/"auto" for the last convolution stage's output (see backends/autolayer.py).
     output:
         For models with several outputs: the index or key of the one to explain, or a
         tuple of them (a ``Detection`` target over several scales selects them all).
@@ -174,7 +174,8 @@ _SESSION = """output : int, str or tuple, optional
     eval_mode : bool, default True
         Run the model in eval mode (PyTorch) / with ``training=False`` (Keras).
     logits : bool, default False
-        Keras: explain the pre-softmax scores of a model ending in a softmax.
+        Explain the scores before a final softmax / log-softmax (Keras layer or activation;
+        PyTorch module or functional call).
 
     **options
         Nothing else: an unknown option raises UnknownOptionError naming the valid ones.

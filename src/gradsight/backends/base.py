@@ -59,8 +59,8 @@ Tensor = Any
 class LayerRef:
     """A resolved layer: its name (PyTorch dotted, Keras ``outer/inner`` path) and the object.
 
-    ``AUTO`` (``auto=True``, no object) asks for the last layer with a 4-D spatial
-    output, chosen during the forward pass. Equality and hashing use the name only.
+    ``AUTO`` (``auto=True``, no object) asks for the automatic layer (the last convolution
+    stage's 4-D output, :mod:`.autolayer`), chosen during the forward pass. Equality and hashing use the name only.
     """
 
     name: str
@@ -315,7 +315,7 @@ class Backend(ABC):
 
         ``rule`` makes rectifiers back-propagate by it (an error if none was overridden).
         ``layer`` (a :class:`LayerRef` from :meth:`resolve_layer`; :data:`AUTO` for the
-        last 4-D spatial layer) is captured at its ``call``-th call and the gradient at it
+        automatic layer) is captured at its ``call``-th call and the gradient at it
         returned. With ``wrt_input=False`` the backward pass stops at the layer.
 
         ``layer_rule`` (with a layer): the gradient at the layer is taken by this rule and

@@ -28,7 +28,7 @@ def add_parser(subs: Any, parents: list[argparse.ArgumentParser]) -> None:
                     help="class to explain: each image's top-1 prediction (default) or a class index; "
                          "'detection' for YOLO-style detectors: one picture per detected box")
     ex.add_argument("--layer", default="auto", metavar="auto|NAME",
-                    help="Grad-CAM layer: 'auto' (the last layer with a spatial output) or a name from "
+                    help="Grad-CAM layer: 'auto' (the last convolution stage's output) or a name from "
                          f"'{PROG} layers'")
     ex.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files (created if missing)")
     ex.add_argument("--size", type=int, metavar="N",
