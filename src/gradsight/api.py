@@ -68,7 +68,7 @@ def explain(
         batch axis), ``Segmentation``, ``Detection`` (YOLO-style heads).
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
-        layer object, or None/"auto" for the last layer with a 4-D spatial output.
+        layer object, or None/"auto" for the last convolution stage's output (see backends/autolayer.py).
     output:
         For models with several outputs: the index or key of the one to explain, or a
         tuple of them (a ``Detection`` target over several scales selects them all).
@@ -79,10 +79,12 @@ def explain(
         Keras: ``True`` calls the model with ``training=False``; ``False`` with
         ``training=None`` (each layer's own default).
     logits:
-        Keras models whose last layer applies a softmax (``Dense(..., activation="softmax")``,
-        ``Activation("softmax")``, ``Softmax()``): explain the pre-softmax scores, which
-        do not saturate. Such models get a ``SaturationWarning`` without it. PyTorch
-        models raise :class:`~gradsight.errors.ModelError` (remove the softmax instead).
+        Models whose output comes from a final softmax / log-softmax: explain the scores
+        before it, which do not saturate. Keras: ``Dense(..., activation="softmax")``,
+        ``Activation("softmax")``, ``Softmax()``; PyTorch: ``nn.Softmax``/``nn.LogSoftmax``
+        or ``F.softmax``/``F.log_softmax`` (or ``torch.``/``Tensor.`` forms) as the
+        forward's last step. Such models get a ``SaturationWarning`` without it; other
+        models raise :class:`~gradsight.errors.ModelError` with it.
     **options:
         The method's options (e.g. ``samples``, ``noise``, ``batch_size``, ``seed``,
         ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM).
@@ -91,11 +93,10 @@ def explain(
     -------
     Explanation
 
-    The model is left exactly as it was, after success and after any error. Threads may
-    call this on one model at once: calls on the same model run one at a time (a per-model
-    lock, :mod:`gradsight._locks`), each with its single-thread result; different models run
-    in parallel. Bad input (NaN/inf, an empty batch, ...) is an error naming the samples
-    (:mod:`gradsight._checks`).
+    The model is left exactly as it was, after success and after any error. Threads may call
+    this on one model at once: calls on one model run one at a time (:mod:`gradsight._locks`),
+    different models in parallel. Bad input (NaN/inf, an empty batch, ...) is an error naming
+    the samples (:mod:`gradsight._checks`).
     """
     spec = get_method(method)
     spec.check_options(dict(options, **({"layer": layer} if layer is not None else {})))
@@ -182,7 +183,8 @@ _SESSION = """output : int, str or tuple, optional
     eval_mode : bool, default True
         Run the model in eval mode (PyTorch) / with ``training=False`` (Keras).
     logits : bool, default False
-        Keras: explain the pre-softmax scores of a model ending in a softmax.
+        Explain the scores before a final softmax / log-softmax (Keras layer or activation;
+        PyTorch module or functional call).
 
     **options
         Nothing else: an unknown option raises UnknownOptionError naming the valid ones.

@@ -24,8 +24,8 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["MAX_SIZE", "RESIZE_MODES", "add_image_options", "check_images", "check_size", "read_image", "square",
-           "to_rgb"]
+__all__ = ["MAX_SIZE", "RESIZE_MODES", "add_image_options", "check_images", "check_size", "decode", "open_image", "read_image",
+           "square", "to_mode", "to_rgb"]
 
 MAX_SIZE = 2048
 """Largest ``--size``: a 2048x2048 float32 batch of 8 with gradients already takes gigabytes."""
@@ -51,7 +51,8 @@ def check_size(size: int | None) -> None:
 # --------------------------------------------------------------------------- reading
 
 
-def _open(path: Path) -> Any:
+def open_image(path: Path) -> Any:
+    """``PIL.Image.open(path)`` (headers only); :class:`InputError` when Pillow cannot read it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -65,11 +66,11 @@ def _open(path: Path) -> Any:
         raise InputError(f"cannot read image {path}: {' '.join(str(exc).split())}") from None
 
 
-def _decode(path: Path) -> Any:
+def decode(path: Path) -> Any:
     """The decoded image (``load()`` done), EXIF orientation applied."""
     from PIL import Image, ImageOps
 
-    im = _open(path)
+    im = open_image(path)
     try:
         im.load()
         return ImageOps.exif_transpose(im) or im
@@ -89,7 +90,7 @@ def check_images(paths: Sequence[str]) -> list[Path]:
             raise InputError(f"image file not found: {p}")
         if path.is_dir():
             raise InputError(f"{p} is a folder; pass image files (e.g. {p}/*.png)")
-        _decode(path).close()
+        decode(path).close()
         out.append(path)
     seen: set[str] = set()
     unique = [p for p in out if not (os.path.realpath(p) in seen or seen.add(os.path.realpath(p)))]  # type: ignore[func-returns-value]
@@ -100,22 +101,28 @@ def check_images(paths: Sequence[str]) -> list[Path]:
 
 def to_rgb(im: Any) -> Any:
     """An RGB ``PIL.Image`` of ``im``; 16-bit and 32-bit integer images are scaled to 8 bits, not clipped."""
+    return to_mode(im, "RGB")
+
+
+def to_mode(im: Any, mode: str) -> Any:
+    """``im`` in the 8-bit ``mode`` (``L``, ``RGB``, ``RGBA``); 16-bit, 32-bit integer and float images are
+    scaled to 8 bits first, not clipped."""
     from PIL import Image
 
     if im.mode in ("I;16", "I;16L", "I;16B", "I;16N", "I"):
         a = np.asarray(im, dtype=np.float64)
         top = 65535.0 if im.mode.startswith("I;16") or a.max(initial=0) > 255 else 255.0
-        return Image.fromarray(np.clip(np.round(a * 255.0 / top), 0, 255).astype(np.uint8), "L").convert("RGB")
+        return Image.fromarray(np.clip(np.round(a * 255.0 / top), 0, 255).astype(np.uint8), "L").convert(mode)
     if im.mode == "F":
         a = np.asarray(im, dtype=np.float64)
         top = 1.0 if a.max(initial=0) <= 1.0 else 255.0
-        return Image.fromarray(np.clip(np.round(a * 255.0 / top), 0, 255).astype(np.uint8), "L").convert("RGB")
-    return im.convert("RGB")
+        return Image.fromarray(np.clip(np.round(a * 255.0 / top), 0, 255).astype(np.uint8), "L").convert(mode)
+    return im.convert(mode)  # a copy even in the same mode: the caller closes im
 
 
 def read_image(path: Path) -> Any:
     """The image at ``path`` as upright 8-bit RGB (``PIL.Image``)."""
-    im = _decode(Path(path))
+    im = decode(Path(path))
     try:
         return to_rgb(im)
     finally:
@@ -138,7 +145,7 @@ def square(im: Any, mode: str = "squash") -> Any:
         return im.crop((left, top, left + s, top + s))
     if mode == "fit":
         s = max(w, h)
-        canvas = Image.new("RGB", (s, s), (0, 0, 0))
+        canvas = Image.new(im.mode, (s, s), 0)  # black (transparent black for RGBA)
         canvas.paste(im, ((s - w) // 2, (s - h) // 2))
         return canvas
     if "squash" not in _announced:

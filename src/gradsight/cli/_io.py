@@ -72,18 +72,17 @@ def cwd_on_path() -> None:
 
 
 def add_explain_options(parser: argparse.ArgumentParser) -> None:
-    """``--output``, ``--logits``, ``--call``: the API options that error messages may point at."""
+    """``--output``, ``--call``: API options that error messages may point at (``--logits`` /
+    ``--probabilities`` come from :func:`gradsight.cli._inputs.add_arguments`)."""
     g = parser.add_argument_group("model outputs and layers")
     g.add_argument("--output", metavar="INDEX|KEY",
                    help="for models with several outputs: the index or key of the one to explain")
-    g.add_argument("--logits", action="store_true",
-                   help="Keras models ending in a softmax: explain the pre-softmax scores (they do not saturate)")
     g.add_argument("--call", type=int, metavar="N",
                    help="Grad-CAM: which call of a layer used several times in one forward pass (default: -1, the last)")
 
 
 def method_options(args: argparse.Namespace, options: dict[str, dict[str, Any]], methods: Sequence[str]) -> None:
-    """Add ``--output``/``--logits``/``--call`` to every method's options (in place)."""
+    """Add ``--output``/``--call`` to every method's options (in place; ``logits`` is the input plan's)."""
     from ..methods import METHODS
 
     output = getattr(args, "output", None)
@@ -93,15 +92,14 @@ def method_options(args: argparse.Namespace, options: dict[str, dict[str, Any]],
         opts = options.setdefault(m, {})
         if output is not None:
             opts["output"] = output
-        if getattr(args, "logits", False):
-            opts["logits"] = True
         if getattr(args, "call", None) is not None and METHODS[m].uses_layer:
             opts["call"] = args.call
 
 
-def methods_with_layer(model: Any, info: Any, size: int, methods: list[str], layer: Any,
+def methods_with_layer(model: Any, blank: np.ndarray, methods: list[str], layer: Any,
                        args: argparse.Namespace) -> list[str]:
-    """``--method all`` on a model without a spatial layer: the CAM methods are skipped with one note."""
+    """``--method all`` on a model without a spatial layer: the CAM methods are skipped with one note
+    (``blank``: one zero sample in the model's input shape, for a forward pass)."""
     from .._locks import locked
     from ..backends import backend_for
     from ..errors import LayerNotCalledError
@@ -111,10 +109,9 @@ def methods_with_layer(model: Any, info: Any, size: int, methods: list[str], lay
     if getattr(args, "method", None) != "all" or layer is not None or not cam:
         return methods
     bk = backend_for(model)
-    shape = (1, 3, size, size) if info.layout == "NCHW" else (1, size, size, 3)
     try:
         with locked(model), bk.session(model, eval_mode=True) as run:  # forward only, on a blank image
-            run.activations(model, run.prepare_input(model, np.zeros(shape, np.float32)), run.resolve_layer(model, "auto"))
+            run.activations(model, run.prepare_input(model, blank), run.resolve_layer(model, "auto"))
     except LayerNotCalledError:
         print(f"gradsight: note: no layer of this model has a spatial (4-D, larger than 1x1) output; skipping "
               f"{', '.join(cam)} (Grad-CAM needs one; see 'gradsight layers')", file=sys.stderr)

@@ -9,7 +9,8 @@ from typing import Any
 
 from ..errors import InputError
 from . import _images, _io
-from ._common import DEFAULT_SIZE, MIN_PICTURE, PROG, check_images, load, out_dir, read_image, stems, warn
+from ._common import DEFAULT_SIZE, MIN_PICTURE, PROG, check_images, load, out_dir, stems, warn
+from ._inputs import add_arguments as add_input_arguments
 
 __all__ = ["add_parser", "run"]
 
@@ -28,15 +29,18 @@ def add_parser(subs: Any, parents: list[argparse.ArgumentParser]) -> None:
                     help="class to explain: each image's top-1 prediction (default) or a class index; "
                          "'detection' for YOLO-style detectors: one picture per detected box")
     ex.add_argument("--layer", default="auto", metavar="auto|NAME",
-                    help="Grad-CAM layer: 'auto' (the last layer with a spatial output) or a name from "
+                    help="Grad-CAM layer: 'auto' (the last convolution stage's output) or a name from "
                          f"'{PROG} layers'")
     ex.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files (created if missing)")
     ex.add_argument("--size", type=int, metavar="N",
                     help=f"resize images to NxN for the model (default: the model's size, 64 for the demo, "
                          f"else {DEFAULT_SIZE})")
-    ex.add_argument("--preprocess", choices=("imagenet", "none", "demo"),
-                    help="input normalisation: ImageNet mean/std, none ([0, 1]), or the demo's (default: the "
-                         "model's own; 'imagenet' for your models)")
+    ex.add_argument("--preprocess", choices=("unit", "raw", "imagenet", "caffe", "tf", "demo", "none"),
+                    help="input scaling: unit ([0, 1]; 'none' too), raw ([0, 255]), imagenet (torch-style mean/std), "
+                         "caffe (Keras VGG/ResNet50: BGR, mean pixel subtracted), tf ([-1, 1]), demo (default: "
+                         "the model's own where it says, e.g. a Keras Rescaling layer; else imagenet for RGB, "
+                         "unit otherwise, with a note)")
+    add_input_arguments(ex)  # --logits / --probabilities
     look = ex.add_argument_group("pictures")
     look.add_argument("--cmap", default="jet", help="matplotlib colormap of heat maps (default: jet)")
     look.add_argument("--alpha", type=float, default=0.5, help="heat-map weight over the image, 0..1 (default: 0.5)")
@@ -49,7 +53,7 @@ def add_parser(subs: Any, parents: list[argparse.ArgumentParser]) -> None:
     ex.add_argument("--batch-size", type=int, default=8, metavar="N", help="images per forward pass (default: 8)")
     _io.add_write_options(ex)  # --overwrite, --quiet
     _images.add_image_options(ex)  # --resize, --plain
-    _io.add_explain_options(ex)  # --output, --logits, --call
+    _io.add_explain_options(ex)  # --output, --call (--logits: add_input_arguments above)
 
 
 def _parse_target(text: str) -> int | None:
@@ -62,15 +66,17 @@ def _parse_target(text: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> None:
+    import warnings
+
     import numpy as np
-    from PIL import Image
     from tqdm import tqdm
 
     from .. import render
     from ..backends import backend_for
     from ..demo.runner import TITLES, explain_methods, method_row, picture
-    from ..inputs import preprocess
+    from ..errors import SaturationWarning
     from ..methods import METHODS, get_method
+    from ._inputs import plan_inputs
 
     if args.target == "detection" or args.model == "demo-detector":
         from .explain_boxes import explain_boxes
@@ -90,8 +96,10 @@ def run(args: argparse.Namespace) -> None:
     _io.check_outputs(args, [Path(args.out) / f"{n}_{s}.png" for n in names for s in suffixes], paths)
 
     model, info = load(args)
-    size = args.size or info.input_size or DEFAULT_SIZE
-    prep = args.preprocess or info.preprocessing
+    plan = plan_inputs(model, info, args.size, args.preprocess, args.logits)  # channels, rank, size, scaling, logits
+    size = max(plan.size)
+    if args.logits is False:  # --probabilities: the user chose them knowingly
+        warnings.simplefilter("ignore", SaturationWarning)
     layer = None if args.layer == "auto" else args.layer
     uses_layer = [m for m in methods if METHODS[m].uses_layer]
     if layer is not None:
@@ -100,9 +108,10 @@ def run(args: argparse.Namespace) -> None:
         else:
             warn(f"--layer is used only by gradcam and guided_gradcam; ignored for {methods[0]}")
     sg = {k: v for k, v in (("samples", args.samples), ("noise", args.noise)) if v is not None}
-    options = {"smoothgrad": {"seed": 0, **sg}}
-    _io.method_options(args, options, methods)  # --output, --logits, --call
-    methods = _io.methods_with_layer(model, info, size, methods, layer, args)  # --method all: skip CAM if no map
+    options: dict[str, dict[str, Any]] = {m: {"logits": plan.logits} for m in methods}
+    options["smoothgrad"] = {"seed": 0, **sg, "logits": plan.logits}
+    _io.method_options(args, options, methods)  # --output, --call
+    methods = _io.methods_with_layer(model, plan.blank(), methods, layer, args)  # --method all: skip CAM if no map
     draw = max(size, MIN_PICTURE)
     titles = [TITLES["input"]] + [TITLES[m] for m in methods]
     out = out_dir(args.out)
@@ -113,16 +122,19 @@ def run(args: argparse.Namespace) -> None:
     with bar, _io.inner_progress(args):  # SmoothGrad's samples get their own bar
         for start in range(0, len(paths), args.batch_size):
             chunk = paths[start:start + args.batch_size]
-            originals = [read_image(p, args.resize) for p in chunk]
-            small = np.stack([np.asarray(im.resize((size, size), Image.Resampling.BILINEAR)) for im in originals])
-            shown = np.stack([np.asarray(im.resize((draw, draw), Image.Resampling.BICUBIC)) for im in originals])
-            x = preprocess(small, prep, info.layout)
+            x, shown = plan.read(chunk, draw, args.resize)
 
             def done(_method: str, k: int = len(chunk)) -> None:
                 bar.update(k)
 
             exps = explain_methods(model, x, methods, target=target, layer=layer, options=options, done=done)
+            plan.as_images(exps)  # flat (N, H*W) inputs: maps get the image's shape
             first = next(iter(exps.values()))
+            cams = [m for m in uses_layer if m in exps]  # none when --method all skipped them (no spatial layer)
+            if start == 0 and layer is None and cams:
+                plan.notes.append(f"Grad-CAM layer {exps[cams[0]].layer!r} (automatic: the last convolution's "
+                                  "output; --layer NAME to choose, 'gradsight layers' lists them)")
+            plan.flush_notes()
             for i, name in enumerate(names[start:start + len(chunk)]):
                 if args.method == "all":
                     row = method_row(exps, i, shown[i], args.cmap, args.alpha)
