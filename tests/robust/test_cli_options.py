@@ -90,7 +90,10 @@ def test_logits_flag_exists_where_the_warning_points(image, tmp_path, capsys):
     args = ["explain", str(image), "--model", str(tmp_path / "soft.keras"), "--method", "gradcam"]
     assert main([*args, "--out", str(tmp_path / "a")]) == 0
     err = capsys.readouterr().err
-    assert "Pass --logits to explain" in err and "logits=True" not in err
+    # since issue 10 a softmax model is explained on its logits by default, and a note names the other flag
+    assert "pre-softmax" in err and "--probabilities" in err and "logits=True" not in err
+    assert main([*args, "--probabilities", "--out", str(tmp_path / "p")]) == 0  # the flag the note names exists
+    capsys.readouterr()
     assert main([*args, "--logits", "--out", str(tmp_path / "b")]) == 0
     assert "softmax" not in capsys.readouterr().err
 

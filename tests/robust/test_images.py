@@ -68,3 +68,24 @@ def test_squash_is_announced_and_crop_is_not(tmp_path, capsys):
     assert "squashed to a square; --resize fit or crop" in capsys.readouterr().err
     assert main(["explain", str(path), "--model", "demo", "--out", str(tmp_path / "b"), "--resize", "crop"]) == 0
     assert "squash" not in capsys.readouterr().err
+
+
+def test_model_input_plan_reads_like_explain_16_bit_exif_and_resize_for_gray_models(tmp_path):
+    """Issue 10's input plan (1-channel models read in L mode) keeps issue 9's reading rules."""
+    from gradsight.cli._inputs import read_images
+
+    ramp = np.linspace(0, 65535, 40 * 60).reshape(40, 60).astype(np.uint16)  # H=40, W=60
+    deep = tmp_path / "deep.png"
+    Image.fromarray(ramp).save(deep)
+    (gray,), note = read_images([deep], channels=1, resize="crop")
+    expected = np.round(ramp.astype(np.float64) * 255 / 65535).astype(np.uint8)
+    assert gray.mode == "L" and note is None  # 16-bit gray is gray: nothing converted to say
+    np.testing.assert_array_equal(np.asarray(gray), expected[:, 10:50])  # scaled, not clipped; centre square
+
+    pixels = np.random.default_rng(0).integers(0, 255, (30, 50, 3), dtype=np.uint8)
+    exif = Image.Exif()
+    exif[0x0112] = 6
+    phone = tmp_path / "phone.png"
+    Image.fromarray(pixels).save(phone, exif=exif)
+    (rgb,), _ = read_images([phone], channels=3, resize="squash")
+    np.testing.assert_array_equal(np.asarray(rgb), np.rot90(pixels, k=-1))
