@@ -14,11 +14,16 @@ from __future__ import annotations
 
 from ._common import pixel_ranks, random_maps, rise_blur
 from .faithfulness import CurveResult, deletion, insertion
+from .pointing import PointingResult, boxes_to_masks, energy_pointing_game, pointing_game
 
 __all__ = [
     "CurveResult",
     "deletion",
     "insertion",
+    "PointingResult",
+    "pointing_game",
+    "energy_pointing_game",
+    "boxes_to_masks",
     "pixel_ranks",
     "random_maps",
     "rise_blur",
