@@ -188,6 +188,15 @@ class Backend(ABC):
         """
         raise NotImplementedError(f"the {self.name} backend cannot capture activations yet")
 
+    def parameter_layers(self, model: Any) -> list[str]:
+        """Names of the layers that own trainable parameters, input to output (for the sanity check)."""
+        raise NotImplementedError(f"the {self.name} backend cannot list parameter layers yet")
+
+    def randomized(self, model: Any, layers: Any, seed: int = 0) -> AbstractContextManager[Any]:
+        """``with`` block in which ``layers``' trainable parameters are re-drawn at random (the
+        same numbers in every backend); on exit the model holds its exact original values."""
+        raise NotImplementedError(f"the {self.name} backend cannot randomise parameters yet")
+
     @abstractmethod
     def backward_rule(self, model: Any, rule: Rule) -> AbstractContextManager[Any]:
         """Public ``with`` block: the user's own gradient code sees ``rule``."""

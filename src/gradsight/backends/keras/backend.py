@@ -13,6 +13,7 @@ import tensorflow as tf
 from ...errors import InputError, ModelError, SaturationWarning, warn
 from ...rules import Rule, RuleReport
 from ...targets import Target
+from . import params
 from ..base import Backend, Gradients
 from .capture import PATCHING, capture, capture_auto, chosen, named_layers, resolve_layer, wrap_call
 from .models import final_softmax, input_info, require_final_softmax
@@ -50,6 +51,8 @@ class KerasBackend(Backend):
 
     name = "keras"
     ops = KerasOps()
+    parameter_layers = staticmethod(params.parameter_layers)
+    randomized = staticmethod(params.randomized)
 
     def __init__(self) -> None:
         self._training: bool | None = False

@@ -12,6 +12,7 @@ import torch
 from ...errors import InputError, ModelError, NotDifferentiableError
 from ...rules import Rule, layer_switch
 from ...targets import Target, select_output
+from . import params
 from ..base import Backend, Capture, Gradients, Ops
 from .capture import auto_layer_error, capture, capture_auto, hooked, is_spatial, resolve_layer
 from .rules import apply_rule
@@ -127,6 +128,8 @@ class TorchBackend(Backend):
 
     name = "torch"
     ops = TorchOps()
+    parameter_layers = staticmethod(params.parameter_layers)
+    randomized = staticmethod(params.randomized)
 
     @contextmanager
     def session(self, model: torch.nn.Module, eval_mode: bool = True, logits: bool = False) -> Iterator[None]:
