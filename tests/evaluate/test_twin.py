@@ -41,3 +41,20 @@ def test_auc_end_to_end_from_each_framework_s_own_maps(twins, method: str) -> No
     (mt, xt), (mk, xk), _ = twins
     for fn in (ev.deletion, ev.insertion):
         np.testing.assert_allclose(fn(mk, xk, method, step=64).auc, fn(mt, xt, method, step=64).auc, atol=TOL)
+
+
+def test_road_and_pointing(twins) -> None:
+    (mt, xt), (mk, xk), data = twins
+    maps = ev.random_maps(4, 64, 64, seed=9)
+    a = ev.road(mt, xt, maps, percentages=(20, 60))
+    b = ev.road(mk, xk, maps, percentages=(20, 60))
+    np.testing.assert_allclose(b.morf, a.morf, atol=TOL)
+    np.testing.assert_allclose(b.lerf, a.lerf, atol=TOL)
+    from gradsight import explain
+
+    labels = data.labels.tolist()
+    ht = explain(mt, xt, method="gradcam", target=labels).heatmaps
+    hk = explain(mk, xk, method="gradcam", target=labels).heatmaps
+    np.testing.assert_array_equal(ev.pointing_game(hk, data.masks, 0).hits, ev.pointing_game(ht, data.masks, 0).hits)
+    np.testing.assert_allclose(ev.energy_pointing_game(hk, data.masks), ev.energy_pointing_game(ht, data.masks),
+                               atol=TOL)  # fmt: skip

@@ -15,6 +15,7 @@ from __future__ import annotations
 from ._common import pixel_ranks, random_maps, rise_blur
 from .faithfulness import CurveResult, deletion, insertion
 from .sanity import MEASURES, SanityResult, randomization_check, sanity_figure, similarity
+from .road import RoadResult, impute, road
 from .pointing import PointingResult, boxes_to_masks, energy_pointing_game, pointing_game
 
 __all__ = [
@@ -25,6 +26,9 @@ __all__ = [
     "pointing_game",
     "energy_pointing_game",
     "boxes_to_masks",
+    "RoadResult",
+    "road",
+    "impute",
     "SanityResult",
     "MEASURES",
     "randomization_check",
