@@ -15,10 +15,16 @@ from __future__ import annotations
 from ._common import pixel_ranks, random_maps, rise_blur
 from .faithfulness import CurveResult, deletion, insertion
 from .sanity import MEASURES, SanityResult, randomization_check, sanity_figure, similarity
+from .report import METRICS, RANDOM, Comparison, bootstrap_ci, compare
 from .road import RoadResult, impute, road
 from .pointing import PointingResult, boxes_to_masks, energy_pointing_game, pointing_game
 
 __all__ = [
+    "compare",
+    "Comparison",
+    "METRICS",
+    "RANDOM",
+    "bootstrap_ci",
     "CurveResult",
     "deletion",
     "insertion",
