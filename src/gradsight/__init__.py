@@ -73,10 +73,11 @@ __all__ = [
     "detection",
     "render",
     "inspect",
+    "evaluate",
     "__version__",
 ]
 
-_SUBMODULES = {"targets", "detection", "render", "demo", "inspect"}
+_SUBMODULES = {"targets", "detection", "render", "demo", "inspect", "evaluate"}
 
 
 def __getattr__(name: str) -> Any:

@@ -118,6 +118,9 @@ def build_parser() -> argparse.ArgumentParser:
     from .inspect._cli import register as register_inspect  # embed, filters, units, weights
 
     register_inspect(subs, parents=[debug])
+    from .cli_evaluate import add_parser as add_evaluate  # evaluate
+
+    add_evaluate(subs, [model, debug])
     return parser
 
 
