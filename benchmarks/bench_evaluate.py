@@ -25,10 +25,10 @@ import numpy as np
 import torch
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from models import resnet50  # noqa: E402
+from models import resnet50
 
-import gradsight as gs  # noqa: E402
-from gradsight import evaluate as ev  # noqa: E402
+import gradsight as gs
+from gradsight import evaluate as ev
 
 
 def _time(fn) -> float:

@@ -9,11 +9,11 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("scipy")
 
-import gradsight as gs  # noqa: E402
-from gradsight import evaluate as ev  # noqa: E402
-from gradsight.demo.model import load_demo_model  # noqa: E402
-from gradsight.demo.shapes import generate, preprocess  # noqa: E402
-from gradsight.errors import InputError  # noqa: E402
+import gradsight as gs
+from gradsight import evaluate as ev
+from gradsight.demo.model import load_demo_model
+from gradsight.demo.shapes import generate, preprocess
+from gradsight.errors import InputError
 
 
 @pytest.fixture(scope="module")

@@ -9,8 +9,8 @@ import pytest
 
 pytest.importorskip("scipy")
 
-from gradsight.errors import InputError  # noqa: E402
-from gradsight.evaluate import boxes_to_masks, energy_pointing_game, pointing_game  # noqa: E402
+from gradsight.errors import InputError
+from gradsight.evaluate import boxes_to_masks, energy_pointing_game, pointing_game
 
 
 def brute_force_hit(m: np.ndarray, mask: np.ndarray, tol: float) -> bool:

@@ -13,10 +13,10 @@ import pytest
 pytest.importorskip("torch")
 pytest.importorskip("scipy")
 
-import gradsight as gs  # noqa: E402
-from gradsight.cli import main  # noqa: E402
-from gradsight.demo.model import load_demo_model  # noqa: E402
-from gradsight.demo.shapes import CLASSES, generate, preprocess  # noqa: E402
+import gradsight as gs
+from gradsight.cli import main
+from gradsight.demo.model import load_demo_model
+from gradsight.demo.shapes import CLASSES, generate, preprocess
 
 
 def test_bootstrap_interval_by_hand() -> None:
@@ -34,7 +34,8 @@ def test_cli_writes_the_api_numbers(tmp_path, capsys) -> None:
     assert "| random |" in out and "saliency" in out
     for name in ("report.md", "summary.csv", "per_class.csv", "curves.png", "sanity.csv", "sanity.png"):
         assert (tmp_path / name).stat().st_size > 0
-    rows = {(r["method"], r["metric"]): r for r in csv.DictReader(open(tmp_path / "summary.csv"))}
+    with open(tmp_path / "summary.csv") as f:
+        rows = {(r["method"], r["metric"]): r for r in csv.DictReader(f)}
 
     data = generate(3, seed=1)
     res = gs.evaluate.compare(load_demo_model(), preprocess(data.images), ["saliency", "gradcam"],
@@ -43,7 +44,8 @@ def test_cli_writes_the_api_numbers(tmp_path, capsys) -> None:
     for r in res.table():
         assert float(rows[(r["method"], r["metric"])]["mean"]) == pytest.approx(r["mean"], abs=1e-9)
     assert {r["method"] for r in res.table()} == {"saliency", "gradcam", "random"}
-    per_class = list(csv.DictReader(open(tmp_path / "per_class.csv")))
+    with open(tmp_path / "per_class.csv") as f:
+        per_class = list(csv.DictReader(f))
     assert {r["class"] for r in per_class} <= set(CLASSES)
     # per-class means weighted by counts give the overall mean
     sel = [r for r in per_class if r["method"] == "gradcam" and r["metric"] == "deletion_auc"]

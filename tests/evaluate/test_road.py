@@ -8,10 +8,10 @@ import pytest
 torch = pytest.importorskip("torch")
 pytest.importorskip("scipy")
 
-from gradsight import evaluate as ev  # noqa: E402
-from gradsight.demo.model import load_demo_model  # noqa: E402
-from gradsight.demo.shapes import generate, preprocess  # noqa: E402
-from gradsight.errors import InputError  # noqa: E402
+from gradsight import evaluate as ev
+from gradsight.demo.model import load_demo_model
+from gradsight.demo.shapes import generate, preprocess
+from gradsight.errors import InputError
 
 
 def dense_reference(img: np.ndarray, removed: np.ndarray) -> np.ndarray:
@@ -55,7 +55,7 @@ def test_imputation_matches_a_dense_solve(small) -> None:
 
 
 def test_imputation_matches_quantus(small) -> None:
-    quantus = pytest.importorskip("quantus")
+    pytest.importorskip("quantus")
     from quantus.functions.perturb_func import noisy_linear_imputation
 
     img, removed = small

@@ -9,8 +9,8 @@ pytest.importorskip("torch")
 pytest.importorskip("tensorflow")
 pytest.importorskip("keras")
 
-from gradsight import evaluate as ev  # noqa: E402
-from gradsight.demo.shapes import generate, preprocess  # noqa: E402
+from gradsight import evaluate as ev
+from gradsight.demo.shapes import generate, preprocess
 
 TOL = 1e-4
 

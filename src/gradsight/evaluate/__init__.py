@@ -14,33 +14,44 @@ from __future__ import annotations
 
 from ._common import pixel_ranks, random_maps, rise_blur
 from .faithfulness import CurveResult, deletion, insertion
-from .sanity import MEASURES, SanityResult, randomization_check, sanity_figure, similarity
+from .pointing import (
+    PointingResult,
+    boxes_to_masks,
+    energy_pointing_game,
+    pointing_game,
+)
 from .report import METRICS, RANDOM, Comparison, bootstrap_ci, compare
 from .road import RoadResult, impute, road
-from .pointing import PointingResult, boxes_to_masks, energy_pointing_game, pointing_game
+from .sanity import (
+    MEASURES,
+    SanityResult,
+    randomization_check,
+    sanity_figure,
+    similarity,
+)
 
 __all__ = [
-    "compare",
-    "Comparison",
+    "MEASURES",
     "METRICS",
     "RANDOM",
-    "bootstrap_ci",
+    "Comparison",
     "CurveResult",
-    "deletion",
-    "insertion",
     "PointingResult",
-    "pointing_game",
-    "energy_pointing_game",
-    "boxes_to_masks",
     "RoadResult",
-    "road",
-    "impute",
     "SanityResult",
-    "MEASURES",
-    "randomization_check",
-    "similarity",
-    "sanity_figure",
+    "bootstrap_ci",
+    "boxes_to_masks",
+    "compare",
+    "deletion",
+    "energy_pointing_game",
+    "impute",
+    "insertion",
     "pixel_ranks",
+    "pointing_game",
     "random_maps",
+    "randomization_check",
     "rise_blur",
+    "road",
+    "sanity_figure",
+    "similarity",
 ]

@@ -16,14 +16,14 @@ from ..errors import InputError
 __all__ = [
     "as_numpy",
     "channel_axis",
+    "class_scores",
     "image_shape",
     "maps_of",
-    "targets_of",
-    "class_scores",
     "pixel_ranks",
-    "substrate_of",
-    "rise_blur",
     "random_maps",
+    "rise_blur",
+    "substrate_of",
+    "targets_of",
 ]
 
 Substrate = str | np.ndarray | Callable[[np.ndarray], np.ndarray]

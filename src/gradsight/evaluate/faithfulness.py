@@ -33,7 +33,7 @@ from ._common import (
     targets_of,
 )
 
-__all__ = ["CurveResult", "deletion", "insertion", "step_pixels", "perturbation_scores"]
+__all__ = ["CurveResult", "deletion", "insertion", "perturbation_scores", "step_pixels"]
 
 RISE_STEP = 1.0 / 224.0
 """RISE's default: 224 pixels per step at 224x224, i.e. 1/224 of the image per step."""
@@ -61,14 +61,14 @@ class CurveResult:
     step: int
 
 
-def step_pixels(step: float | int, n_pixels: int) -> int:
+def step_pixels(step: float, n_pixels: int) -> int:
     """Pixels per step: an int is taken as is; a float in (0, 1) is a fraction of the image (rounded, >= 1)."""
     if isinstance(step, (int, np.integer)) and not isinstance(step, bool):
         if step < 1:
             raise InputError(f"step must be at least 1 pixel; got {step}")
         return int(step)
     if isinstance(step, float) and 0.0 < step < 1.0:
-        return max(1, int(round(step * n_pixels)))
+        return max(1, round(step * n_pixels))
     raise InputError(f"step must be a number of pixels (int >= 1) or a fraction of the image in (0, 1); got {step!r}")
 
 
@@ -115,7 +115,7 @@ def _curve(
     x: Any,
     explanation: Any,
     target: Any,
-    step: float | int,
+    step: float,
     substrate: Substrate,
     prob: bool,
     batch_size: int,
@@ -153,7 +153,7 @@ def deletion(
     explanation: Any,
     target: Any = None,
     *,
-    step: float | int = RISE_STEP,
+    step: float = RISE_STEP,
     substrate: Substrate = "zeros",
     prob: bool = True,
     batch_size: int = 64,
@@ -187,7 +187,7 @@ def insertion(
     explanation: Any,
     target: Any = None,
     *,
-    step: float | int = RISE_STEP,
+    step: float = RISE_STEP,
     substrate: Substrate = "blur",
     prob: bool = True,
     batch_size: int = 64,

@@ -20,7 +20,7 @@ import numpy as np
 
 from ..errors import InputError
 
-__all__ = ["PointingResult", "pointing_game", "energy_pointing_game", "boxes_to_masks"]
+__all__ = ["PointingResult", "boxes_to_masks", "energy_pointing_game", "pointing_game"]
 
 
 @dataclass
@@ -70,7 +70,7 @@ def pointing_game(maps: Any, masks: Any, tolerance: float = 15) -> PointingResul
     if tolerance < 0:
         raise InputError(f"tolerance must be >= 0 pixels; got {tolerance}")
     m, k = _check(maps, masks)
-    n, h, w = m.shape
+    n, _, w = m.shape
     peak = m.reshape(n, -1).argmax(axis=1)
     r, c = np.divmod(peak, w)
     valid = k.reshape(n, -1).any(axis=1)

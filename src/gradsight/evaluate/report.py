@@ -21,7 +21,7 @@ from .pointing import energy_pointing_game, pointing_game
 from .road import road
 from .sanity import SanityResult, randomization_check, sanity_figure
 
-__all__ = ["METRICS", "RANDOM", "Comparison", "compare", "bootstrap_ci"]
+__all__ = ["METRICS", "RANDOM", "Comparison", "bootstrap_ci", "compare"]
 
 METRICS = ("deletion", "insertion", "road", "pointing", "sanity")
 """Metric groups; ``pointing`` gives two columns (pointing, energy) and ``sanity`` its own table."""
@@ -185,7 +185,7 @@ def compare(
     labels: Any = None,
     masks: Any = None,
     class_names: Sequence[str] | None = None,
-    step: float | int = RISE_STEP,
+    step: float = RISE_STEP,
     tolerance: float = 15,
     percentages: Sequence[float] = tuple(range(10, 100, 10)),
     batch_size: int = 64,

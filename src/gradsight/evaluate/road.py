@@ -24,9 +24,17 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
-from ._common import as_numpy, channel_axis, class_scores, image_shape, maps_of, pixel_ranks, targets_of
+from ._common import (
+    as_numpy,
+    channel_axis,
+    class_scores,
+    image_shape,
+    maps_of,
+    pixel_ranks,
+    targets_of,
+)
 
-__all__ = ["RoadResult", "road", "impute"]
+__all__ = ["RoadResult", "impute", "road"]
 
 NEIGHBOURS = (
     ((0, 1), 1 / 6), ((0, -1), 1 / 6), ((1, 0), 1 / 6), ((-1, 0), 1 / 6),
@@ -143,7 +151,7 @@ def road(
         b1 = min(total, b0 + batch_size)
         batch = np.stack([next(gen) for _ in range(b1 - b0)])
         scores[b0:b1] = class_scores(predict(model, batch, **predict_options), targets[owner[b0:b1]], prob)
-    scores = scores.reshape(n, len(counts), 2)
-    morf = base[:, None] - scores[..., 0]
-    lerf = base[:, None] - scores[..., 1]
+    per = scores.reshape(n, len(counts), 2)
+    morf = base[:, None] - per[..., 0]
+    lerf = base[:, None] - per[..., 1]
     return RoadResult(pct, morf, lerf, base, ((morf - lerf) / 2).mean(axis=1), targets)

@@ -30,7 +30,7 @@ import numpy as np
 from ..errors import InputError
 from ._common import as_numpy, channel_axis, targets_of
 
-__all__ = ["SanityResult", "MEASURES", "randomization_check", "similarity", "sanity_figure"]
+__all__ = ["MEASURES", "SanityResult", "randomization_check", "sanity_figure", "similarity"]
 
 MEASURES = ("spearman", "spearman_abs", "ssim", "hog")
 
