@@ -94,8 +94,11 @@ def targets_of(target: Any, exp: Any, outputs: np.ndarray) -> np.ndarray:
     elif target is None:
         t = outputs.argmax(axis=1).astype(np.int64)
     else:
-        t = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,)).copy() if np.ndim(target) <= 1 else None
-        if t is None or t.shape != (n,):
+        try:
+            t = np.broadcast_to(np.asarray(target, dtype=np.int64), (n,)).copy()
+        except (ValueError, TypeError):
+            raise InputError(f"target must be None, an int or {n} ints (one per image); got {target!r}") from None
+        if t.shape != (n,):
             raise InputError(f"target must be None, an int or {n} ints (one per image); got {target!r}")
     if np.any((t < 0) | (t >= c)):
         raise InputError(f"target class ids must be in 0..{c - 1}; got {t.tolist()}")

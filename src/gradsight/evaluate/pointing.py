@@ -73,7 +73,7 @@ def pointing_game(maps: Any, masks: Any, tolerance: float = 15) -> PointingResul
     n, _, w = m.shape
     peak = m.reshape(n, -1).argmax(axis=1)
     r, c = np.divmod(peak, w)
-    valid = k.reshape(n, -1).any(axis=1)
+    valid = np.asarray(k.reshape(n, -1).any(axis=1), dtype=bool)
     hits = np.zeros(n, dtype=bool)
     for i in np.flatnonzero(valid):  # one distance transform per mask; cheap next to the maps
         hits[i] = k[i, r[i], c[i]] or (tolerance > 0 and distance_transform_edt(~k[i])[r[i], c[i]] <= tolerance)
