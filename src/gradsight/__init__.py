@@ -75,10 +75,11 @@ __all__ = [
     "inspect",
     "datasets",
     "explain_dataset",
+    "evaluate",
     "__version__",
 ]
 
-_SUBMODULES = {"targets", "detection", "render", "demo", "inspect", "datasets"}
+_SUBMODULES = {"targets", "detection", "render", "demo", "inspect", "datasets", "evaluate"}
 
 
 def __getattr__(name: str) -> Any:

@@ -33,6 +33,7 @@ import numpy as np
 
 from .._deprecation import moved
 from ..errors import LayerNotCalledError
+from .ops import Ops, Tensor
 
 if TYPE_CHECKING:
     from ..rules import Rule, RuleReport, RuleSwitch
@@ -53,7 +54,6 @@ __all__ = [
     "auto_layer_error",
 ]
 
-Tensor = Any
 
 
 @dataclass(frozen=True)
@@ -94,59 +94,6 @@ class Request:
     wrt_input: bool = True
     output: int | str | tuple[int | str, ...] | None = None
     layer_rule: Rule | None = None
-
-
-class Ops(ABC):
-    """Array operations the methods need, per framework. All take and return tensors.
-
-    ``channels_last`` is the framework's convention for image-like tensors (PyTorch
-    False: (N, C, H, W); Keras True: (N, H, W, C)); targets on segmentation and detection
-    outputs use it unless told a layout. Every method is abstract: a backend that misses
-    one cannot be instantiated.
-    """
-
-    channels_last: bool = False
-
-    @abstractmethod
-    def numpy(self, t: Tensor) -> np.ndarray: ...
-    @abstractmethod
-    def is_tensor(self, t: Any) -> bool: ...
-    @abstractmethod
-    def detach(self, t: Tensor) -> Tensor: ...
-    @abstractmethod
-    def shape(self, t: Tensor) -> tuple[int, ...]: ...
-    @abstractmethod
-    def batch_size(self, t: Tensor) -> int: ...
-    @abstractmethod
-    def argmax(self, t: Tensor, axis: int) -> Tensor: ...
-    @abstractmethod
-    def as_index(self, idx: np.ndarray, like: Tensor) -> Tensor: ...
-    @abstractmethod
-    def take_rows(self, t: Tensor, idx: Tensor) -> Tensor: ...
-    @abstractmethod
-    def mean(self, t: Tensor, axis: tuple[int, ...], keepdims: bool = False) -> Tensor: ...
-    @abstractmethod
-    def sum(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
-    @abstractmethod
-    def relu(self, t: Tensor) -> Tensor: ...
-    @abstractmethod
-    def step(self, t: Tensor) -> Tensor: ...
-    @abstractmethod
-    def from_numpy(self, a: np.ndarray, like: Tensor) -> Tensor: ...
-    @abstractmethod
-    def tile_batch(self, t: Tensor, k: int) -> Tensor: ...
-    @abstractmethod
-    def reshape(self, t: Tensor, shape: tuple[int, ...]) -> Tensor: ...
-    @abstractmethod
-    def sigmoid(self, t: Tensor) -> Tensor: ...
-    @abstractmethod
-    def concat(self, ts: list[Tensor], axis: int = 0) -> Tensor: ...
-    @abstractmethod
-    def topk(self, t: Tensor, k: int) -> Tensor:
-        """Indices (N, k) of the k largest values of each row of ``t`` (N, C), largest first; no gradient."""
-    @abstractmethod
-    def take_along(self, t: Tensor, idx: Tensor) -> Tensor:
-        """``t[i, idx[i, j]]`` for ``t`` (N, C) and ``idx`` (N, k): (N, k), differentiable in ``t``."""
 
 
 @dataclass
@@ -342,6 +289,14 @@ class Backend(ABC):
 
         ``layer`` is what :meth:`resolve_layer` returned (:data:`AUTO` included).
         """
+
+    @abstractmethod
+    def parameter_layers(self, model: Any) -> list[str]:
+        """Layers owning trainable parameters, input to output (the sanity check's order)."""
+
+    @abstractmethod
+    def randomized(self, model: Any, layers: Any, seed: int = 0) -> AbstractContextManager[Any]:
+        """``with`` block: ``layers``' parameters re-drawn (same numbers in every backend), restored on exit."""
 
     @abstractmethod
     def rule_scope(self, model: Any, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:

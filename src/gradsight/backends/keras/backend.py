@@ -14,6 +14,7 @@ from ...errors import InputError, ModelError, SaturationWarning, warn
 from ...rules import Rule, RuleReport, RuleSwitch
 from ..base import Backend, Gradients, LayerRef, Request, Settings
 from . import inspect as params
+from . import params as sanity
 from .capture import PATCHING, capture_layer, find_layer, named_layers, wrap_call
 from .models import final_softmax, input_info, require_final_softmax
 from .ops import KerasOps
@@ -56,6 +57,8 @@ class KerasBackend(Backend):
     ops = KerasOps()
     layout = "(N, H, W, C)"
     dense_kind = "Dense"
+    parameter_layers = staticmethod(sanity.parameter_layers)
+    randomized = staticmethod(sanity.randomized)
 
     @contextmanager
     def session(self, model: keras.Model, eval_mode: bool = True, logits: bool = False) -> Iterator[KerasBackend]:

@@ -27,6 +27,7 @@ from ..base import (
 )
 from ..outputs import check_tensors, select_output
 from . import inspect as params
+from . import params as sanity
 from .capture import _Seen, capture, capture_auto, find_layer, hooked
 from .ops import TorchOps
 from .rules import apply_rule
@@ -149,6 +150,8 @@ class TorchBackend(Backend):
     ops = TorchOps()
     layout = "(N, C, H, W)"
     dense_kind = "nn.Linear"
+    parameter_layers = staticmethod(sanity.parameter_layers)
+    randomized = staticmethod(sanity.randomized)
 
     @contextmanager
     def session(
