@@ -7,10 +7,11 @@ STAMP  := $(VENV)/.gradsight-installed
 
 .PHONY: demo check test bench clean
 
-$(STAMP): requirements-dev.txt pyproject.toml
+$(STAMP): requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
 	$(BIN)/python -m pip install --quiet --upgrade pip
 	$(BIN)/python -m pip install --quiet -r requirements-dev.txt
+	$(BIN)/python -m pip install --quiet --no-deps -r requirements-nodeps.txt
 	$(BIN)/python -m pip install --quiet --no-deps -e .
 	# the serve tests drive Debian's chromium (Playwright uses it; no browser download)
 	command -v chromium >/dev/null || [ "$$(id -u)" != 0 ] || \

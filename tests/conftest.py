@@ -21,7 +21,9 @@ def _available(name: str) -> bool:
 TORCH_MODULES = [
     "test_cli.py",
     "test_inspect.py",
+    "test_model_inputs.py",
     "test_serve_api.py",
+    "test_softmax_models.py",
     "test_targets_detector.py",
     "test_targets_torch.py",
     "test_torch_captum.py",

@@ -66,7 +66,7 @@ def explain(
         batch axis), ``Segmentation``, ``Detection`` (YOLO-style heads).
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
-        layer object, or None/"auto" for the last layer with a 4-D spatial output.
+        layer object, or None/"auto" for the last convolution stage's output (see backends/autolayer.py).
     output:
         For models with several outputs: the index or key of the one to explain, or a
         tuple of them (a ``Detection`` target over several scales selects them all).
@@ -77,10 +77,12 @@ def explain(
         Keras: ``True`` calls the model with ``training=False``; ``False`` with
         ``training=None`` (each layer's own default).
     logits:
-        Keras models whose last layer applies a softmax (``Dense(..., activation="softmax")``,
-        ``Activation("softmax")``, ``Softmax()``): explain the pre-softmax scores, which
-        do not saturate. Such models get a ``SaturationWarning`` without it. PyTorch
-        models raise :class:`~gradsight.errors.ModelError` (remove the softmax instead).
+        Models whose output comes from a final softmax / log-softmax: explain the scores
+        before it, which do not saturate. Keras: ``Dense(..., activation="softmax")``,
+        ``Activation("softmax")``, ``Softmax()``; PyTorch: ``nn.Softmax``/``nn.LogSoftmax``
+        or ``F.softmax``/``F.log_softmax`` (or ``torch.``/``Tensor.`` forms) as the
+        forward's last step. Such models get a ``SaturationWarning`` without it; other
+        models raise :class:`~gradsight.errors.ModelError` with it.
     **options:
         The method's options (e.g. ``samples``, ``noise``, ``batch_size``, ``seed``,
         ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM).
@@ -172,7 +174,8 @@ _SESSION = """output : int, str or tuple, optional
     eval_mode : bool, default True
         Run the model in eval mode (PyTorch) / with ``training=False`` (Keras).
     logits : bool, default False
-        Keras: explain the pre-softmax scores of a model ending in a softmax.
+        Explain the scores before a final softmax / log-softmax (Keras layer or activation;
+        PyTorch module or functional call).
 
     **options
         Nothing else: an unknown option raises UnknownOptionError naming the valid ones.

@@ -71,7 +71,7 @@ def test_loader_errors(tmp_path: Path) -> None:
     with pytest.raises(gs.ModelError, match="not a Keras model file"):
         load_model(tmp_path / "notes.txt")
     (tmp_path / "broken.h5").write_bytes(b"not hdf5 at all")
-    with pytest.raises(gs.ModelError, match="could not load"):
+    with pytest.raises(gs.ModelError, match="is not an HDF5 file"):
         load_model(tmp_path / "broken.h5")
     (tmp_path / "broken.keras").write_bytes(b"PK not a zip")
     with pytest.raises(gs.ModelError, match="could not load"):

@@ -51,7 +51,6 @@ __all__ = [
     "Primitives",
     "Request",
     "Settings",
-    "auto_layer_error",
 ]
 
 
@@ -60,8 +59,8 @@ __all__ = [
 class LayerRef:
     """A resolved layer: its name (PyTorch dotted, Keras ``outer/inner`` path) and the object.
 
-    ``AUTO`` (``auto=True``, no object) asks for the last layer with a 4-D spatial
-    output, chosen during the forward pass. Equality and hashing use the name only.
+    ``AUTO`` (``auto=True``, no object) asks for the automatic layer (the last convolution
+    stage's 4-D output, :mod:`.autolayer`), chosen during the forward pass. Equality and hashing use the name only.
     """
 
     name: str
@@ -218,8 +217,8 @@ class Backend(ABC):
         """Context in which the model runs; on exit every module/layer is as before.
 
         Yields a backend bound to ``Settings(eval_mode, logits)``. ``logits=True``
-        explains the pre-softmax scores of a model whose last layer applies a softmax
-        (backends that cannot do this raise :class:`ModelError`).
+        explains the scores before the model's final softmax / log-softmax (see
+        :meth:`final_softmax`); a model without one raises :class:`ModelError`.
         """
 
     @abstractmethod
@@ -263,7 +262,7 @@ class Backend(ABC):
 
         ``rule`` makes rectifiers back-propagate by it (an error if none was overridden).
         ``layer`` (a :class:`LayerRef` from :meth:`resolve_layer`; :data:`AUTO` for the
-        last 4-D spatial layer) is captured at its ``call``-th call and the gradient at it
+        automatic layer) is captured at its ``call``-th call and the gradient at it
         returned. With ``wrt_input=False`` the backward pass stops at the layer.
 
         ``layer_rule`` (with a layer): the gradient at the layer is taken by this rule and
@@ -289,6 +288,13 @@ class Backend(ABC):
 
         ``layer`` is what :meth:`resolve_layer` returned (:data:`AUTO` included).
         """
+
+    def final_softmax(self, model: Any, x: Tensor) -> str | None:
+        """What the model's output comes from when it ends in a softmax / log-softmax (for messages), else None.
+
+        May run one forward pass on ``x`` (inside :meth:`session`). Backends that cannot tell return None.
+        """
+        return None
 
     @abstractmethod
     def parameter_layers(self, model: Any) -> list[str]:
@@ -340,14 +346,6 @@ class Backend(ABC):
     @abstractmethod
     def layer_inputs(self, model: Any, x: Tensor, layers: list[tuple[str, Any]]) -> list[tuple[str, Tensor]]:
         """``(name, first input)`` of each call of ``layers`` in one forward pass of ``x``, in call order."""
-
-
-def auto_layer_error(model: Any, layout: str) -> LayerNotCalledError:
-    """The error when no layer produced a spatial output for the automatic Grad-CAM layer."""
-    return LayerNotCalledError(
-        f"no layer of this {type(model).__name__} produced a 4-D {layout} output with spatial size > 1, "
-        "so Grad-CAM has no map to weigh; pass layer=NAME (`gradsight layers --model ...` lists them)."
-    )
 
 
 # Deprecated: the registry moved to gradsight.backends (imported by name, only when used).

@@ -10,12 +10,12 @@ from collections.abc import Callable, Sequence
 from pathlib import Path
 from typing import Any, NoReturn
 
-from ..errors import GradsightError, InputError
+from ..errors import GradsightError, GradsightWarning, InputError
 
 __all__ = [
     "PROG", "DEFAULT_SIZE", "MIN_PICTURE", "IMAGE_SUFFIXES", "Parser", "debug_parent", "model_parent", "load",
     "check_images", "read_image", "read_image_folder", "stems", "out_dir", "png_out", "one_line",
-    "run_reporting_errors", "warn",
+    "run_reporting_errors", "warn", "open_image", "show_warning",
 ]
 
 PROG = "gradsight"
@@ -85,12 +85,13 @@ def check_images(paths: Sequence[str]) -> list[Path]:
             raise InputError(f"image file not found: {p}")
         if path.is_dir():
             raise InputError(f"{p} is a folder; pass image files (e.g. {p}/*.png)")
-        _open_image(path).close()
+        open_image(path).close()
         out.append(path)
     return out
 
 
-def _open_image(path: Path) -> Any:
+def open_image(path: Path) -> Any:
+    """``PIL.Image.open(path)``; :class:`InputError` when Pillow cannot read it."""
     from PIL import Image, UnidentifiedImageError
 
     try:
@@ -103,7 +104,7 @@ def _open_image(path: Path) -> Any:
 
 def read_image(path: Path) -> Any:
     """The image at ``path`` as an RGB PIL image; :class:`InputError` when it cannot be read."""
-    with _open_image(path) as im:
+    with open_image(path) as im:
         try:
             return im.convert("RGB")
         except OSError as exc:  # a truncated or corrupt file fails only when decoded
@@ -179,14 +180,27 @@ def warn(message: str) -> None:
     print(f"{PROG}: warning: {message}", file=sys.stderr)
 
 
-def _show_warning(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
-    warn(" ".join(str(message).split()))
+def show_warning(message: Any, category: type[Warning], filename: str, debug: bool) -> None:
+    """A warning as one stderr line. gradsight's own: ``gradsight: warning: ...``. Another library's
+    (Keras' notes on how a legacy model was configured, ...): only with ``--debug``, labelled with
+    the library, so that it is never mistaken for gradsight's."""
+    text = " ".join(str(message).split())
+    if issubclass(category, GradsightWarning):
+        warn(text)
+    elif debug:
+        parts = Path(filename).parts
+        origin = parts[parts.index("site-packages") + 1] if "site-packages" in parts[:-1] else Path(filename).stem
+        print(f"{PROG}: {category.__name__} from {origin}: {text}", file=sys.stderr)
 
 
 def run_reporting_errors(run: Callable[[argparse.Namespace], Any], args: argparse.Namespace, debug: bool) -> int:
     """Run a command; its errors become one line on stderr and an exit status (see :mod:`gradsight.cli`)."""
+
+    def shown(message: Any, category: Any, filename: str, lineno: int, file: Any = None, line: Any = None) -> None:
+        show_warning(message, category, filename, debug)
+
     with warnings.catch_warnings():
-        warnings.showwarning = _show_warning
+        warnings.showwarning = shown
         try:
             status = run(args)
         except KeyboardInterrupt:

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 from ..errors import InputError
-from ._common import DEFAULT_SIZE, MIN_PICTURE, PROG, check_images, load, out_dir, read_image, stems, warn
+from ._common import DEFAULT_SIZE, MIN_PICTURE, PROG, check_images, load, out_dir, stems, warn
+from ._inputs import add_arguments as add_input_arguments
 
 __all__ = ["add_parser", "run"]
 
@@ -27,15 +28,18 @@ def add_parser(subs: Any, parents: list[argparse.ArgumentParser]) -> None:
                     help="class to explain: each image's top-1 prediction (default) or a class index; "
                          "'detection' for YOLO-style detectors: one picture per detected box")
     ex.add_argument("--layer", default="auto", metavar="auto|NAME",
-                    help="Grad-CAM layer: 'auto' (the last layer with a spatial output) or a name from "
+                    help="Grad-CAM layer: 'auto' (the last convolution stage's output) or a name from "
                          f"'{PROG} layers'")
     ex.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files (created if missing)")
     ex.add_argument("--size", type=int, metavar="N",
                     help=f"resize images to NxN for the model (default: the model's size, 64 for the demo, "
                          f"else {DEFAULT_SIZE})")
-    ex.add_argument("--preprocess", choices=("imagenet", "none", "demo"),
-                    help="input normalisation: ImageNet mean/std, none ([0, 1]), or the demo's (default: the "
-                         "model's own; 'imagenet' for your models)")
+    ex.add_argument("--preprocess", choices=("unit", "raw", "imagenet", "caffe", "tf", "demo", "none"),
+                    help="input scaling: unit ([0, 1]; 'none' too), raw ([0, 255]), imagenet (torch-style mean/std), "
+                         "caffe (Keras VGG/ResNet50: BGR, mean pixel subtracted), tf ([-1, 1]), demo (default: "
+                         "the model's own where it says, e.g. a Keras Rescaling layer; else imagenet for RGB, "
+                         "unit otherwise, with a note)")
+    add_input_arguments(ex)  # --logits / --probabilities
     look = ex.add_argument_group("pictures")
     look.add_argument("--cmap", default="jet", help="matplotlib colormap of heat maps (default: jet)")
     look.add_argument("--alpha", type=float, default=0.5, help="heat-map weight over the image, 0..1 (default: 0.5)")
@@ -58,15 +62,17 @@ def _parse_target(text: str) -> int | None:
 
 
 def run(args: argparse.Namespace) -> None:
+    import warnings
+
     import numpy as np
-    from PIL import Image
     from tqdm import tqdm
 
     from .. import render
     from ..backends import backend_for
     from ..demo.runner import TITLES, explain_methods, method_row, picture
-    from ..inputs import preprocess
+    from ..errors import SaturationWarning
     from ..methods import METHODS, get_method
+    from ._inputs import plan_inputs
 
     if args.target == "detection" or args.model == "demo-detector":
         from .explain_boxes import explain_boxes
@@ -84,8 +90,10 @@ def run(args: argparse.Namespace) -> None:
     paths = check_images(args.images)
 
     model, info = load(args)
-    size = args.size or info.input_size or DEFAULT_SIZE
-    prep = args.preprocess or info.preprocessing
+    plan = plan_inputs(model, info, args.size, args.preprocess, args.logits)  # channels, rank, size, scaling, logits
+    size = max(plan.size)
+    if args.logits is False:  # --probabilities: the user chose them knowingly
+        warnings.simplefilter("ignore", SaturationWarning)
     layer = None if args.layer == "auto" else args.layer
     uses_layer = [m for m in methods if METHODS[m].uses_layer]
     if layer is not None:
@@ -94,7 +102,8 @@ def run(args: argparse.Namespace) -> None:
         else:
             warn(f"--layer is used only by gradcam and guided_gradcam; ignored for {methods[0]}")
     sg = {k: v for k, v in (("samples", args.samples), ("noise", args.noise)) if v is not None}
-    options = {"smoothgrad": {"seed": 0, **sg}}
+    options: dict[str, dict[str, Any]] = {m: {"logits": plan.logits} for m in methods}
+    options["smoothgrad"] = {"seed": 0, **sg, "logits": plan.logits}
     draw = max(size, MIN_PICTURE)
     titles = [TITLES["input"]] + [TITLES[m] for m in methods]
     out = out_dir(args.out)
@@ -105,16 +114,18 @@ def run(args: argparse.Namespace) -> None:
     with bar:
         for start in range(0, len(paths), args.batch_size):
             chunk = paths[start:start + args.batch_size]
-            originals = [read_image(p) for p in chunk]
-            small = np.stack([np.asarray(im.resize((size, size), Image.Resampling.BILINEAR)) for im in originals])
-            shown = np.stack([np.asarray(im.resize((draw, draw), Image.Resampling.BICUBIC)) for im in originals])
-            x = preprocess(small, prep, info.layout)
+            x, shown = plan.read(chunk, draw)
 
             def done(_method: str, k: int = len(chunk)) -> None:
                 bar.update(k)
 
             exps = explain_methods(model, x, methods, target=target, layer=layer, options=options, done=done)
+            plan.as_images(exps)  # flat (N, H*W) inputs: maps get the image's shape
             first = next(iter(exps.values()))
+            if start == 0 and layer is None and uses_layer:
+                plan.notes.append(f"Grad-CAM layer {exps[uses_layer[0]].layer!r} (automatic: the last convolution's "
+                                  "output; --layer NAME to choose, 'gradsight layers' lists them)")
+            plan.flush_notes()
             for i, name in enumerate(names[start:start + len(chunk)]):
                 if args.method == "all":
                     row = method_row(exps, i, shown[i], args.cmap, args.alpha)

@@ -178,7 +178,7 @@ def activations(
     layer:
         ``None`` (default): the penultimate features, i.e. the *input* of the model's
         final dense layer (the last ``nn.Linear`` / ``Dense`` called in the forward
-        pass). ``"auto"``: the last layer with a spatial output (Grad-CAM's choice).
+        pass). ``"auto"``: Grad-CAM's automatic layer (the last convolution stage's output).
         Otherwise a layer name or layer object, captured at its ``call``-th call.
     labels:
         Optional ``(N,)`` labels for array data (or for batches without ``y``).

@@ -82,7 +82,7 @@ def warn_zero(grad: np.ndarray, outputs: Any, what: str, k_axis: bool = False) -
     )
     hint = (
         " The outputs look like softmax probabilities, which saturate: explain the logits instead "
-        "(remove the final softmax, or pass a target callable on the pre-softmax scores)."
+        "(logits=True, or remove the final softmax)."
         if probs
         else " Usually a saturated output (softmax/sigmoid): explain logits instead; or the target does "
         "not depend on this part of the network."

@@ -33,7 +33,11 @@ def guided_gradcam(
     """
     size = spatial_size(bk, model, tuple(bk.ops.shape(x)))
     if size is None or len(bk.ops.shape(x)) != 4:
-        raise InputError("guided Grad-CAM needs image batches (N, C, H, W) or (N, H, W, C).")
+        raise InputError(
+            f"guided Grad-CAM weighs guided backprop by a Grad-CAM map, which needs a layer with a spatial 4-D "
+            f"output; this input has shape {tuple(bk.ops.shape(x))}, not an image batch (N, C, H, W) or "
+            "(N, H, W, C), so the model has no such layer. Use guided_backprop or saliency."
+        )
     check_gate(gate)
     ref = bk.resolve_layer(model, "auto" if layer is None else layer)
     g = bk.gradients(

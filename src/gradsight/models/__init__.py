@@ -11,10 +11,14 @@ A SPEC is one of:
   ``model.load_weights``);
 - ``FILE.pt`` / ``FILE.pth``: a whole pickled PyTorch model. Unpickling runs code from
   the file, so it is refused unless ``trust_pickle=True``;
-- ``FILE.keras`` / ``FILE.h5`` / ``FILE.hdf5``: a saved Keras model.
+- ``FILE.keras`` / ``FILE.h5`` / ``FILE.hdf5``: a saved Keras model (Keras 2 and TF1-era
+  ``.h5`` files too);
+- ``ARCH.json`` with ``weights``: a Keras ``model.to_json()`` architecture and its
+  ``save_weights()`` file.
 
 Neither torch nor tensorflow is imported until a SPEC needs it. Preparing images for
-the model is :func:`gradsight.inputs.preprocess` (re-exported here).
+the model is :func:`gradsight.inputs.preprocess` (re-exported here); what a loaded model
+takes (channels, rank, preprocessing) is :func:`input_spec` / :func:`default_preprocessing`.
 """
 
 from __future__ import annotations
@@ -24,10 +28,14 @@ from typing import Any
 
 from ..demo.registry import BUNDLED, describe_bundled, load_bundled
 from ..errors import InputError, ModelError
-from ..inputs import PREPROCESSING, ModelInfo, preprocess
+from ..inputs import PREPROCESSING, InputSpec, ModelInfo, preprocess
 from ._files import load_factory, load_keras_file, load_pickled_torch, load_weights, pretty
+from ._inputs import default_preprocessing, input_spec
 
-__all__ = ["ModelInfo", "load_model", "PREPROCESSING", "preprocess", "FRAMEWORKS"]
+__all__ = [
+    "ModelInfo", "load_model", "PREPROCESSING", "preprocess", "FRAMEWORKS", "InputSpec", "input_spec",
+    "default_preprocessing",
+]
 
 FRAMEWORKS = ("torch", "keras")
 
@@ -35,7 +43,8 @@ _TORCH_SUFFIXES = (".pt", ".pth")
 _KERAS_SUFFIXES = (".keras", ".h5", ".hdf5")
 _SPEC_FORMS = (
     "use 'demo', 'package.module:factory' (a function that returns the model), "
-    "a pickled PyTorch model FILE.pt/.pth (with --trust-pickle), or a Keras FILE.keras/.h5"
+    "a pickled PyTorch model FILE.pt/.pth (with --trust-pickle), a Keras FILE.keras/.h5, or a Keras "
+    "ARCH.json with --weights FILE.h5"
 )
 
 
@@ -51,9 +60,10 @@ def load_model(
     ----------
     spec:
         A bundled model's name, ``package.module:factory``, ``FILE.pt``/``.pth`` or
-        ``FILE.keras``/``.h5``.
+        ``FILE.keras``/``.h5``, or ``ARCH.json`` (with ``weights``).
     weights:
-        Optional weights file for bundled and ``package.module:factory`` models.
+        Optional weights file for bundled and ``package.module:factory`` models; required
+        with ``ARCH.json``.
     trust_pickle:
         Allow unpickling a whole PyTorch model from ``FILE.pt``/``.pth`` (runs code from
         the file: only for files you trust).
@@ -86,7 +96,9 @@ def load_model(
 
     path = Path(spec)
     suffix = path.suffix.lower()
-    if suffix in _TORCH_SUFFIXES + _KERAS_SUFFIXES or path.exists():
+    if suffix == ".json":  # a Keras to_json() architecture with its save_weights() file
+        model, info = load_keras_file(path, weights)
+    elif suffix in _TORCH_SUFFIXES + _KERAS_SUFFIXES or path.exists():
         if weights is not None:
             raise ModelError(
                 f"--weights is for 'demo' and 'package.module:factory' models; {spec!r} is a whole saved model "
@@ -121,4 +133,5 @@ def load_model(
 def model_help() -> str:
     """The ``--model`` help text: every bundled model, then the other spec forms."""
     return (f"{describe_bundled()}, 'package.module:factory' (a function returning the model), a pickled "
-            "PyTorch model FILE.pt/.pth (needs --trust-pickle), or a Keras FILE.keras/.h5")
+            "PyTorch model FILE.pt/.pth (needs --trust-pickle), a Keras FILE.keras/.h5, or a Keras ARCH.json "
+            "with --weights FILE.h5")

@@ -178,7 +178,8 @@ def load_pickled_torch(path: Path, trust_pickle: bool) -> tuple[Any, ModelInfo]:
     return model, info_for(model, f"the PyTorch model in {path}")
 
 
-def load_keras_file(path: Path) -> tuple[Any, ModelInfo]:
+def load_keras_file(path: Path, weights: str | None = None) -> tuple[Any, ModelInfo]:
+    """A Keras model file, or an architecture ``.json`` with its ``save_weights()`` file (``weights``)."""
     loader = None
     try:
         from ..backends import keras as keras_backend
@@ -196,7 +197,9 @@ def load_keras_file(path: Path) -> tuple[Any, ModelInfo]:
             ) from exc
         loader = keras.models.load_model
     try:
-        model = loader(str(path))
+        model = loader(str(path), weights=weights) if weights is not None else loader(str(path))
+    except ModelError:
+        raise  # gradsight's Keras loader already names the cause
     except Exception as exc:
         raise ModelError(f"cannot load the Keras model {str(path)!r}: {type(exc).__name__}: {exc}") from exc
     return model, info_for(model, f"the Keras model in {path}")

@@ -13,6 +13,7 @@ import tensorflow as tf
 from ...errors import InputError, ModelError, SaturationWarning, warn
 from ...rules import Rule, RuleReport, RuleSwitch
 from ..base import Backend, Gradients, LayerRef, Request, Settings
+from ..saturation import saturation_message
 from . import inspect as params
 from . import params as sanity
 from .capture import PATCHING, capture_layer, find_layer, named_layers, wrap_call
@@ -71,11 +72,7 @@ class KerasBackend(Backend):
         _check_model(model)
         softmax = require_final_softmax(model) if logits else final_softmax(model)
         if softmax is not None and not logits:
-            warn(
-                f"the model's last layer {softmax.name!r} applies a softmax: gradients of probabilities saturate "
-                "(near-zero or misleading maps). Pass logits=True to explain the pre-softmax scores.",
-                SaturationWarning,
-            )
+            warn(saturation_message(f"its last layer {softmax.name!r}, a softmax"), SaturationWarning)
         yield KerasBackend(Settings(eval_mode, logits))
 
     def prepare_input(self, model: keras.Model, x: Any) -> tf.Tensor:
@@ -134,6 +131,10 @@ class KerasBackend(Backend):
     def rule_scope(self, model: keras.Model, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
         _check_model(model)
         return apply_rule(model, rule)
+
+    def final_softmax(self, model: keras.Model, x: tf.Tensor) -> str | None:
+        layer = final_softmax(model)
+        return None if layer is None else f"its last layer {layer.name!r}, a softmax"
 
     def layers(self, model: keras.Model, x: tf.Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
         rows: list[tuple[str, str, tuple[int, ...] | None]] = []

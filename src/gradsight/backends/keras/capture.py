@@ -18,7 +18,8 @@ import keras
 import tensorflow as tf
 
 from ...errors import LayerNotFoundError, ModelError, close_matches
-from ..base import Capture, Captured, LayerRef, auto_layer_error
+from ..autolayer import auto_layer_error, pick, spatial_hint
+from ..base import Capture, Captured, LayerRef
 
 __all__ = [
     "PATCHING",
@@ -102,7 +103,9 @@ def find_layer(model: keras.Model, layer: Any) -> LayerRef:
             + "."
         )
     names = sorted({lay.name for _, lay in named} | set(by_path))
-    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + close_matches(layer, names))
+    # no close name: list the convolutional layers instead
+    hint = close_matches(layer, names) or spatial_hint([(p, type(lay).__name__) for p, lay in named])
+    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + hint)
 
 
 def is_spatial(t: Any) -> bool:
@@ -196,7 +199,8 @@ class _Captured(Captured):
         auto = self.auto or []
         if not auto:
             raise auto_layer_error(self.model, LAYOUT)
-        name = auto[-1][0]
+        kinds = {p: type(lay).__name__ for p, lay in iter_layers(self.model)}
+        name = auto[pick([kinds.get(p, "") for p, _ in auto], [tuple(t.shape[1:3]) for _, t in auto]) or 0][0]
         return Capture(name, [t for p, t in auto if p == name]).get(call), name  # same range check as a named layer
 
 

@@ -10,9 +10,10 @@ from typing import TYPE_CHECKING, Any
 import numpy as np
 import torch
 
-from ...errors import InputError, ModelError, NotDifferentiableError
+from ...errors import InputError, NotDifferentiableError
 from ...rules import Rule, RuleReport, RuleSwitch
 from .. import pipeline
+from ..autolayer import auto_layer_error
 from ..base import (
     Backend,
     Capture,
@@ -23,12 +24,12 @@ from ..base import (
     Primitives,
     Request,
     Settings,
-    auto_layer_error,
 )
 from ..outputs import check_tensors, select_output
 from . import inspect as params
 from . import params as sanity
-from .capture import _Seen, capture, capture_auto, find_layer, hooked
+from .capture import _Seen, auto_choice, capture, capture_auto, find_layer, hooked
+from .logits import final_softmax, softmax_session
 from .ops import TorchOps
 from .rules import apply_rule
 
@@ -84,7 +85,7 @@ class _Captured(Captured):
         auto = self.auto or []
         if not auto:
             raise auto_layer_error(self.model, TorchBackend.layout)
-        name = auto[-1].name
+        name = auto_choice(auto).name
         chosen = Capture(name, [s for s in auto if s.name == name]).get(call)  # same range check as a named layer
         if chosen.tensor._version != chosen.version:
             # An in-place op changed the layer's output after it was recorded: run again with
@@ -160,21 +161,16 @@ class TorchBackend(Backend):
         """Eval mode (unless ``eval_mode=False``), gradients on; every flag restored on exit.
 
         With ``eval_mode=False`` BatchNorm running statistics would be updated by the
-        forward pass; they are saved and written back. ``logits=True`` is refused: a
-        PyTorch model returns what its forward computes.
+        forward pass; they are saved and written back. ``logits=True``: the model's output is
+        the input of its final softmax / log-softmax (:mod:`.logits`); without it, such a
+        model gets a SaturationWarning.
         """
-        if logits:
-            raise ModelError(
-                "logits=True is for Keras models whose last layer applies a softmax. A PyTorch model returns what "
-                "its forward computes: explain a model without the final softmax (e.g. model[:-1] for an "
-                "nn.Sequential), or pass target=callable on the outputs."
-            )
         modes = [(m, m.training) for m in model.modules()]
         buffers = None if eval_mode else [(b, b.detach().clone()) for b in model.buffers()]
         try:
             if eval_mode:
                 model.eval()
-            with torch.inference_mode(False), torch.enable_grad():
+            with torch.inference_mode(False), torch.enable_grad(), softmax_session(model, logits):
                 yield TorchBackend(Settings(eval_mode, logits))
         finally:
             for m, training in modes:
@@ -247,6 +243,9 @@ class TorchBackend(Backend):
 
     def rule_scope(self, model: torch.nn.Module, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
         return apply_rule(model, rule)
+
+    def final_softmax(self, model: torch.nn.Module, x: torch.Tensor) -> str | None:
+        return final_softmax(model, x)
 
     def layers(self, model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
         rows: list[tuple[str, str, tuple[int, ...] | None]] = []

@@ -16,9 +16,10 @@ from typing import Any
 import torch
 
 from ...errors import LayerNotFoundError, ModelError, close_matches
+from ..autolayer import pick, spatial_hint
 from ..base import Capture, LayerRef
 
-__all__ = ["Capture", "capture", "capture_auto", "find_layer", "hooked", "is_spatial"]
+__all__ = ["Capture", "auto_choice", "capture", "capture_auto", "find_layer", "hooked", "is_spatial"]
 
 
 @contextmanager
@@ -54,7 +55,9 @@ def find_layer(model: torch.nn.Module, layer: Any) -> LayerRef:
     if layer in modules and layer != "":
         return LayerRef(layer, modules[layer])
     names = [n for n in modules if n]
-    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + close_matches(layer, names))
+    # no close name: list the convolutional layers instead
+    hint = close_matches(layer, names) or spatial_hint([(n, type(m).__name__) for n, m in modules.items() if n])
+    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + hint)
 
 
 def is_spatial(t: Any) -> bool:
@@ -88,6 +91,7 @@ class _Seen:
     name: str
     tensor: torch.Tensor
     version: int
+    kind: str = ""  # the module's class name, for the automatic choice (autolayer.pick)
 
 
 @contextmanager
@@ -102,9 +106,15 @@ def capture_auto(model: torch.nn.Module) -> Iterator[list[_Seen]]:
     def hook_for(name: str) -> Callable[..., None]:
         def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:
             if is_spatial(output):
-                seen.append(_Seen(name, output, output._version))
+                seen.append(_Seen(name, output, output._version, type(mod).__name__))
 
         return hook
 
     with hooked(((n, m) for n, m in model.named_modules() if m is not model), hook_for):
         yield seen
+
+
+def auto_choice(seen: list[_Seen]) -> _Seen:
+    """The record :func:`gradsight.backends.autolayer.pick` chooses among :func:`capture_auto`'s (non-empty)."""
+    return seen[pick([s.kind for s in seen], [tuple(s.tensor.shape[2:]) for s in seen]) or 0]
+
