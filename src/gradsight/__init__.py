@@ -41,6 +41,7 @@ from .errors import (
 )
 from .explanation import Explanation
 from .methods import METHODS
+from .methods._tokens import Tokens
 
 __version__ = "0.1.0"
 
@@ -56,6 +57,7 @@ __all__ = [
     "backward_rule",
     "Explanation",
     "METHODS",
+    "Tokens",
     "GradsightError",
     "UnknownMethodError",
     "UnknownOptionError",

@@ -18,6 +18,7 @@ import numpy as np
 from .backends import backend_for
 from .explanation import Explanation
 from .methods import METHODS, get_method
+from .methods._tokens import Tokens
 from .rules import Rule, get_rule
 from .targets import as_target
 
@@ -66,7 +67,8 @@ def explain(
         batch axis), ``Segmentation``, ``Detection`` (YOLO-style heads).
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
-        layer object, or None/"auto" for the last layer with a 4-D spatial output.
+        layer object, or None/"auto" for the last layer with a 4-D spatial output (on a
+        vision transformer: the input of the last block's attention).
     output:
         For models with several outputs: the index or key of the one to explain, or a
         tuple of them (a ``Detection`` target over several scales selects them all).
@@ -189,7 +191,12 @@ _LAYER = """layer : str, layer object or None
         Which call of a layer that runs several times per forward pass.
     gate : None or "guided"
         "guided" keeps the gradients only where the activation and the gradient are
-        positive before pooling."""
+        positive before pooling.
+    tokens : gradsight.Tokens, optional
+        A transformer layer's (N, T, C) tokens as a grid: prefix tokens and (h, w),
+        found from the model when not given; ``layout="NHWC"`` for channels-last grids.
+    layer_input : bool, default False
+        Weigh the layer's (first) input instead of its output."""
 
 
 def _doc(fn: Any) -> Any:
@@ -313,6 +320,8 @@ def gradcam(
     layer: Any = None,
     call: int = -1,
     gate: str | None = None,
+    tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -331,7 +340,7 @@ def gradcam(
     """
     return explain(
         model, x, "gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call, gate=gate,
-        **options,
+        tokens=tokens, layer_input=layer_input, **options,
     )
 
 
@@ -344,6 +353,8 @@ def guided_gradcam(
     layer: Any = None,
     call: int = -1,
     gate: str | None = None,
+    tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -361,7 +372,7 @@ def guided_gradcam(
     """
     return explain(
         model, x, "guided_gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call,
-        gate=gate, **options
+        gate=gate, tokens=tokens, layer_input=layer_input, **options
     )
 
 

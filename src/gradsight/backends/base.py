@@ -61,16 +61,18 @@ class LayerRef:
     """A resolved layer: its name (PyTorch dotted, Keras ``outer/inner`` path) and the object.
 
     ``AUTO`` (``auto=True``, no object) asks for the last layer with a 4-D spatial
-    output, chosen during the forward pass. Equality and hashing use the name only.
+    output, chosen during the forward pass. ``input=True``: the layer's (first) input is
+    captured instead of its output. Equality and hashing ignore the object.
     """
 
     name: str
     obj: Any = field(default=None, compare=False, repr=False)
     auto: bool = False
+    input: bool = False
 
     def without_obj(self) -> LayerRef:
         """The same reference without the object (for cache keys that must not hold a layer)."""
-        return LayerRef(self.name, None, self.auto)
+        return LayerRef(self.name, None, self.auto, self.input)
 
 
 AUTO = LayerRef("auto", None, auto=True)

@@ -116,6 +116,15 @@ class KerasBackend(Backend):
     def find_layer(self, model: keras.Model, layer: Any) -> LayerRef:
         return find_layer(model, layer)
 
+    def resolve_layer(self, model: keras.Model, layer: Any) -> LayerRef:
+        """As :meth:`Backend.resolve_layer`; "auto" on a vision transformer (a model with an
+        attention layer) is the input of its last attention layer, whose tokens carry location."""
+        ref = super().resolve_layer(model, layer)
+        if not ref.auto or isinstance(layer, LayerRef):
+            return ref
+        attention = [(p, lay) for p, lay in named_layers(model) if type(lay).__name__.endswith("Attention")]
+        return LayerRef(attention[-1][0], attention[-1][1], input=True) if attention else ref
+
     def compute(self, model: keras.Model, x: tf.Tensor, target: Target, request: Request) -> Gradients:
         out, meta = run(model, Key.of(request, self.settings), x, target)
         return to_gradients(model, out, meta)

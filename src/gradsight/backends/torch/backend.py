@@ -30,6 +30,7 @@ from . import inspect as params
 from .capture import _Seen, capture, capture_auto, find_layer, hooked
 from .ops import TorchOps
 from .rules import apply_rule
+from .tokens import transformer_layer
 
 if TYPE_CHECKING:
     from ...targets import Target
@@ -118,7 +119,7 @@ class TorchPrimitives(Primitives):
             with capture_auto(model) as seen:
                 yield _Captured(model, None, seen)
         else:
-            with capture(layer.obj, layer.name) as cap:
+            with capture(layer.obj, layer.name, layer.input) as cap:
                 yield _Captured(model, cap, None)
 
     def vjp(self, scores: torch.Tensor, wrt: list[torch.Tensor], retain: bool) -> list[torch.Tensor | None]:
@@ -222,6 +223,12 @@ class TorchBackend(Backend):
 
     def find_layer(self, model: torch.nn.Module, layer: Any) -> LayerRef:
         return find_layer(model, layer)
+
+    def resolve_layer(self, model: torch.nn.Module, layer: Any) -> LayerRef:
+        """As :meth:`Backend.resolve_layer`; "auto" on a vision transformer is the input of the
+        last block's attention (see :mod:`gradsight.backends.torch.tokens`)."""
+        ref = super().resolve_layer(model, layer)
+        return (transformer_layer(model) or ref) if ref.auto and not isinstance(layer, LayerRef) else ref
 
     def compute(self, model: torch.nn.Module, x: torch.Tensor, target: Target, request: Request) -> Gradients:
         return pipeline.gradients(TorchPrimitives(self.ops), model, x, target, request)[0]
