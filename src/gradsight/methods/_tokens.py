@@ -128,14 +128,14 @@ def token_grid(model: Any, size: tuple[int, int] | None, t: int, tokens: Tokens 
                 "are not a square grid: pass grid=(h, w) as well."
             )
         return tokens.prefix, (side, side)
-    prefix = _square_prefix(t)
-    if prefix is None:
+    found = _square_prefix(t)
+    if found is None:
         raise TokenGridError(
             f"the layer has {t} tokens and no prefix of 0..{MAX_PREFIX} leaves a square grid of patch tokens, "
             "and the model says no patch size: pass tokens=gs.Tokens(prefix=..., grid=(h, w))."
         )
-    side = math.isqrt(t - prefix)
-    return prefix, (side, side)
+    side = math.isqrt(t - found)
+    return found, (side, side)
 
 
 def _channels_last_grid(model: Any, tokens: Tokens | None) -> bool:
