@@ -60,9 +60,8 @@ Tensor = Any
 class LayerRef:
     """A resolved layer: its name (PyTorch dotted, Keras ``outer/inner`` path) and the object.
 
-    ``AUTO`` (``auto=True``, no object) asks for the last layer with a 4-D spatial
-    output, chosen during the forward pass. ``input=True``: the layer's (first) input is
-    captured instead of its output. Equality and hashing ignore the object.
+    ``AUTO`` (``auto=True``, no object): the last layer with a 4-D spatial output, chosen
+    in the forward pass. ``input``: capture the layer's first input. Equality ignores ``obj``.
     """
 
     name: str

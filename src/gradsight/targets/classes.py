@@ -92,12 +92,12 @@ class ClassTarget(Target):
         ``classes=None`` explains the score itself; class 1 the logit and class 0 its negation
         (the logit of class 0 in the equivalent two-logit model, up to a constant).
         """
-        n = ops.shape(outputs)[0]
-        score = ops.reshape(outputs, (n,))
+        score = ops.reshape(outputs, (-1,))
         if self.classes is None:
             return score, None
         if self.classes.ndim == 2:
             raise TargetError("the model gives one score per sample; k classes per sample (TopK) do not apply.")
+        n = ops.batch_size(outputs)
         self.check(n, 2)
         cls = np.array(np.broadcast_to(self.classes, (n,)))
         sign = ops.from_numpy(np.where(cls == 0, -1.0, 1.0).astype(np.float32), score)
