@@ -39,6 +39,7 @@ from .errors import (
     UnsupportedActivationWarning,
     ZeroGradientWarning,
 )
+from .api_transformers import attention_rollout
 from .explanation import Explanation
 from .methods import METHODS
 from .methods._tokens import Tokens
@@ -54,6 +55,7 @@ __all__ = [
     "guided_backprop",
     "gradcam",
     "guided_gradcam",
+    "attention_rollout",
     "backward_rule",
     "Explanation",
     "METHODS",

@@ -95,3 +95,17 @@ def test_keras_one_score_and_layer_input():
     ref = np.maximum((g.mean((1, 2), keepdims=True) * a.numpy()).sum(-1), 0)
     exp = gs.gradcam(model, X, layer="conv2", layer_input=True)
     np.testing.assert_allclose(exp.attributions, ref, rtol=1e-4, atol=1e-6)
+
+
+def test_keras_attention_rollout_matches_reference():
+    model = keras_vit()
+    probe = keras.Model(model.input, [model.get_layer(f"ln{b}").output for b in range(2)])
+    lns = probe(X, training=False)
+    rollout = np.eye(17)[None].repeat(3, 0)
+    for b, ln in enumerate(lns):
+        _, scores = model.get_layer(f"attn{b}")(ln, ln, return_attention_scores=True, training=False)
+        a = (scores.numpy().mean(1) + np.eye(17)) / 2
+        a /= a.sum(-1, keepdims=True)
+        rollout = np.einsum("nij,njk->nik", a, rollout)
+    exp = gs.attention_rollout(model, X, target=0)
+    np.testing.assert_allclose(exp.attributions, rollout[:, 0, 1:].reshape(3, 4, 4), rtol=1e-4, atol=1e-6)

@@ -39,18 +39,8 @@ if TYPE_CHECKING:
     from ..targets import Target
 
 __all__ = [
-    "AUTO",
-    "Backend",
-    "Capture",
-    "Captured",
-    "Gradients",
-    "LayerChanged",
-    "LayerRef",
-    "Ops",
-    "Primitives",
-    "Request",
-    "Settings",
-    "auto_layer_error",
+    "AUTO", "Backend", "Capture", "Captured", "Gradients", "LayerChanged", "LayerRef", "Ops", "Primitives",
+    "Request", "Settings", "auto_layer_error",
 ]
 
 Tensor = Any
@@ -386,6 +376,11 @@ class Backend(ABC):
     @abstractmethod
     def layer_inputs(self, model: Any, x: Tensor, layers: list[tuple[str, Any]]) -> list[tuple[str, Tensor]]:
         """``(name, first input)`` of each call of ``layers`` in one forward pass of ``x``, in call order."""
+
+    @abstractmethod
+    def attentions(self, model: Any, x: Tensor, output: Any = None) -> tuple[Tensor, list[Tensor]]:
+        """``(selected output, attention probabilities (N, heads, T, T) of every attention layer in call
+        order)``, forward only; :class:`~gradsight.errors.ModelError` saying how when the model hides them."""
 
 
 def auto_layer_error(model: Any, layout: str) -> LayerNotCalledError:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import UnknownMethodError, UnknownOptionError, close_matches
 from ._common import MethodResult
+from .attention_rollout import attention_rollout
 from .deconvnet import deconvnet
 from .gradcam import gradcam
 from .guided_backprop import guided_backprop
@@ -54,6 +55,7 @@ METHODS: dict[str, MethodSpec] = {
         MethodSpec("guided_backprop", guided_backprop, "Springenberg et al. 2015, arXiv:1412.6806"),
         MethodSpec("gradcam", gradcam, "Selvaraju et al. 2017, arXiv:1610.02391"),
         MethodSpec("guided_gradcam", guided_gradcam, "Selvaraju et al. 2017, arXiv:1610.02391"),
+        MethodSpec("attention_rollout", attention_rollout, "Abnar & Zuidema 2020, arXiv:2005.00928"),
     )
 }
 

@@ -14,6 +14,7 @@ from ...errors import InputError, ModelError, SaturationWarning, warn
 from ...rules import Rule, RuleReport, RuleSwitch
 from ..base import Backend, Gradients, LayerRef, Request, Settings
 from . import inspect as params
+from .attention import attentions
 from .capture import PATCHING, capture_layer, find_layer, named_layers, wrap_call
 from .models import final_softmax, input_info, require_final_softmax
 from .ops import KerasOps
@@ -175,6 +176,9 @@ class KerasBackend(Backend):
 
     def weights(self, model: keras.Model) -> list[tuple[str, str, np.ndarray, bool]]:
         return params.weights(model)
+
+    def attentions(self, model: keras.Model, x: tf.Tensor, output: Any = None) -> tuple[Any, list[Any]]:
+        return attentions(model, x, output, training_flag(self.settings))
 
     def layer_inputs(self, model: keras.Model, x: tf.Tensor, layers: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
         with PATCHING, params.record_inputs(layers) as seen:

@@ -27,6 +27,7 @@ from ..base import (
 )
 from ..outputs import check_tensors, select_output
 from . import inspect as params
+from .attention import attentions
 from .capture import _Seen, capture, capture_auto, find_layer, hooked
 from .ops import TorchOps
 from .rules import apply_rule
@@ -279,6 +280,9 @@ class TorchBackend(Backend):
 
     def weights(self, model: torch.nn.Module) -> list[tuple[str, str, np.ndarray, bool]]:
         return params.weights(model)
+
+    def attentions(self, model: torch.nn.Module, x: torch.Tensor, output: Any = None) -> tuple[Any, list[Any]]:
+        return attentions(model, x, output)
 
     def layer_inputs(
         self, model: torch.nn.Module, x: torch.Tensor, layers: list[tuple[str, Any]]
