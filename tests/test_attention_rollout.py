@@ -5,10 +5,11 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 import gradsight as gs
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
 
 transformers = pytest.importorskip("transformers")
 

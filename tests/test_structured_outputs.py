@@ -8,11 +8,12 @@ from dataclasses import dataclass
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 import gradsight as gs
 from gradsight.errors import OutputChosenWarning, TargetError
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
 
 X = torch.randn(3, 3, 8, 8, generator=torch.Generator().manual_seed(0))
 Pair = namedtuple("Pair", "features logits")

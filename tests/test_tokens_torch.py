@@ -8,11 +8,12 @@ import warnings
 
 import numpy as np
 import pytest
-import torch
-from torch import nn
 
 import gradsight as gs
 from gradsight.errors import TokenGridError, ZeroGradientWarning
+
+torch = pytest.importorskip("torch")
+nn = torch.nn
 
 transformers = pytest.importorskip("transformers")
 

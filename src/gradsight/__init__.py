@@ -24,6 +24,7 @@ from .api import (
     saliency,
     smoothgrad,
 )
+from .api_transformers import attention_rollout
 from .errors import (
     GradsightError,
     GradsightWarning,
@@ -39,7 +40,6 @@ from .errors import (
     UnsupportedActivationWarning,
     ZeroGradientWarning,
 )
-from .api_transformers import attention_rollout
 from .explanation import Explanation
 from .methods import METHODS
 from .methods._tokens import Tokens

@@ -3,13 +3,14 @@ one-score models and layer_input, each against a hand-written GradientTape refer
 
 from __future__ import annotations
 
-import keras
 import numpy as np
 import pytest
-import tensorflow as tf
 
 import gradsight as gs
 from gradsight.errors import ZeroGradientWarning
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
 
 
 class ClassToken(keras.layers.Layer):

@@ -27,7 +27,7 @@ FUSIONS = ("mean", "max", "min")
 
 def rollout(attentions: list[np.ndarray], head_fusion: str = "mean", discard_ratio: float = 0.0) -> np.ndarray:
     """The rollout matrix (N, T, T) of per-layer attentions (N, heads, T, T), numpy."""
-    result = None
+    result: np.ndarray | None = None
     for a in attentions:
         fused = getattr(a, head_fusion)(axis=1).astype(np.float64)
         n, t, _ = fused.shape
