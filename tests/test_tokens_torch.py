@@ -204,3 +204,46 @@ def test_layer_input_weighs_the_input_of_the_layer():
     assert [n for n, _ in model.named_modules()] and not model[2]._forward_pre_hooks  # hook removed
     with pytest.raises(gs.ModelError, match="layer_input"):
         gs.gradcam(model, X24, layer_input=True)
+
+
+def test_timm_style_hints_prefix_and_rectangular_grid():
+    """timm-style attributes: patch_embed.patch_size on a 24 x 32 input gives a 6 x 8 grid (not a square)."""
+
+    class PatchEmbed(nn.Module):
+        def __init__(self) -> None:
+            super().__init__()
+            self.patch_size, self.proj = (4, 4), nn.Conv2d(3, 24, 4, 4)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            return self.proj(x).flatten(2).transpose(1, 2)
+
+    class Timmish(TinyViT):
+        def __init__(self) -> None:
+            super().__init__(prefix=1)
+            self.patch_embed, self.num_prefix_tokens = PatchEmbed(), 1
+            self.pos = nn.Parameter(torch.randn(1, 1 + 48, 24) * 0.1)
+
+        def forward(self, x: torch.Tensor) -> torch.Tensor:
+            h = torch.cat([self.tokens.expand(len(x), -1, -1), self.patch_embed(x)], 1) + self.pos
+            return self.head(self.norm(self.blocks(h))[:, 0])
+
+    torch.manual_seed(8)
+    model = Timmish().eval()
+    x = torch.randn(2, 3, 24, 32, generator=torch.Generator().manual_seed(9))
+    exp = gs.gradcam(model, x, target=3)
+    ref = reference_cam(model, x, model.blocks[1].norm1, 1, (6, 8), np.full(2, 3))
+    np.testing.assert_allclose(exp.attributions, ref, rtol=1e-4, atol=1e-6)
+    assert exp.heatmaps.shape == (2, 24, 32)
+
+
+def test_token_grid_rules_without_a_framework():
+    from types import SimpleNamespace
+
+    from gradsight.methods._tokens import token_grid
+
+    assert token_grid(SimpleNamespace(), None, 25) == (0, (5, 5))  # square rule: smallest prefix
+    assert token_grid(SimpleNamespace(num_prefix_tokens=9), None, 25) == (9, (4, 4))  # timm says 9
+    cfg = SimpleNamespace(config=SimpleNamespace(patch_size=16))
+    assert token_grid(cfg, (224, 224), 198) == (2, (14, 14))  # DeiT: class + distillation
+    assert token_grid(cfg, (224, 224), 49) == (0, (7, 7))  # fewer tokens than patches: a merged stage
+    assert token_grid(SimpleNamespace(), None, 50, gs.Tokens(grid=(7, 7))) == (1, (7, 7))

@@ -13,8 +13,9 @@ The grid is found from the model where it says it (duck typing, no framework imp
 a patch size (timm ``patch_embed.patch_size``, Hugging Face ``config.patch_size``,
 torchvision ``patch_size``, or a ``patch_size`` attribute of a Keras model) and the
 input's size give (h, w) = (H // p, W // p), and the prefix is what is left, T - h * w;
-a layer with fewer tokens than that (a later, merged Swin stage) or a model that says
-nothing: the smallest prefix (0..8) for which T - prefix is a square. ``Tokens(...)``
+a layer with fewer tokens than that (a later, merged Swin stage): timm's
+``num_prefix_tokens`` with a square grid; a model that says nothing: the smallest
+prefix (0..8) for which T - prefix is a square. ``Tokens(...)``
 overrides; a mismatch is a :class:`~gradsight.errors.TokenGridError` showing the numbers.
 """
 
@@ -120,6 +121,11 @@ def token_grid(model: Any, size: tuple[int, int] | None, t: int, tokens: Tokens 
         prefix = t - h * w
         if prefix >= 0 and (tokens.prefix is None or tokens.prefix == prefix):
             return prefix, (h, w)
+    hinted = getattr(model, "num_prefix_tokens", None)  # timm
+    if tokens.prefix is None and isinstance(hinted, int) and 0 <= hinted < t:
+        side = math.isqrt(t - hinted)
+        if side > 1 and side * side == t - hinted:
+            return hinted, (side, side)
     if tokens.prefix is not None:
         side = math.isqrt(max(t - tokens.prefix, 0))
         if side * side != t - tokens.prefix or side < 1:
