@@ -150,3 +150,32 @@ def test_cli_output_option(tmp_path, monkeypatch, capsys):
     assert main(args) == 2 and "output=KEY" in capsys.readouterr().err
     assert main(args + ["--output", "scores"]) == 0, capsys.readouterr().err
     assert (tmp_path / "out" / "a_saliency.png").is_file()
+
+
+class Conditioned(nn.Module):
+    """A second, unexplained argument (a per-sample bias) and a keyword (a mask over classes)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(4)
+        self.conv, self.fc = nn.Conv2d(3, 5, 3, padding=1), nn.Linear(5, 4)
+
+    def forward(self, x: torch.Tensor, bias: torch.Tensor, *, mask: torch.Tensor | None = None) -> torch.Tensor:
+        out = self.fc(torch.relu(self.conv(x)).mean((2, 3))) + bias
+        return out if mask is None else out * mask
+
+
+def test_forward_args_and_kwargs_reach_the_model_and_are_not_explained():
+    model = Conditioned().eval()
+    bias, mask = torch.randn(3, 4), torch.tensor([1.0, 0.5, 2.0, 1.0])
+    x = X.clone().requires_grad_(True)
+    (ref,) = torch.autograd.grad(model(x, bias, mask=mask)[:, 2].sum(), [x])
+    exp = gs.saliency(model, X, target=2, forward_args=(bias,), forward_kwargs={"mask": mask})
+    np.testing.assert_allclose(exp.attributions, ref.numpy(), rtol=1e-5, atol=1e-7)
+    np.testing.assert_allclose(exp.outputs, model(X, bias, mask=mask).detach().numpy(), rtol=1e-6)
+    cam = gs.gradcam(model, X, target=1, layer="conv", forward_args=(bias,), forward_kwargs={"mask": mask})
+    assert cam.attributions.shape == (3, 8, 8) and np.isfinite(cam.attributions).all()  # smoke: the capture path
+    np.testing.assert_allclose(gs.predict(model, X, forward_args=(bias,), forward_kwargs={"mask": mask}),
+                               model(X, bias, mask=mask).detach().numpy(), rtol=1e-6)
+    with pytest.raises(TypeError, match="bias"):
+        gs.saliency(model, X)

@@ -67,8 +67,7 @@ def explain(
         batch axis), ``Segmentation``, ``Detection`` (YOLO-style heads).
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
-        layer object, or None/"auto" for the last layer with a 4-D spatial output (on a
-        vision transformer: the input of the last block's attention).
+        layer object, or None/"auto": the last 4-D spatial layer (a ViT: the last attention's input).
     output:
         For models with several outputs: the index or key of the one to explain, or a
         tuple of them (a ``Detection`` target over several scales selects them all).
@@ -85,7 +84,8 @@ def explain(
         models raise :class:`~gradsight.errors.ModelError` (remove the softmax instead).
     **options:
         The method's options (e.g. ``samples``, ``noise``, ``batch_size``, ``seed``,
-        ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM).
+        ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM). Any method also takes
+        ``forward_args`` / ``forward_kwargs``: passed to the model as they are, not explained.
 
     Returns
     -------
@@ -93,6 +93,7 @@ def explain(
 
     The model is left exactly as it was, after success and after any error.
     """
+    extra = (tuple(options.pop("forward_args", ())), options.pop("forward_kwargs", None))
     spec = get_method(method)
     spec.check_options(dict(options, **({"layer": layer} if layer is not None else {})))
     if layer is not None:
@@ -100,7 +101,7 @@ def explain(
     tgt = as_target(target)
     output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
-    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
+    with bk.session(model, eval_mode, logits, *extra) as run:
         xt = run.prepare_input(model, x)
         result = spec.fn(run, model, xt, tgt, output=output, **options)
     return Explanation(
@@ -125,6 +126,7 @@ def predict(
     eval_mode: bool = True,
     logits: bool = False,
     batch_size: int | None = None,
+    forward_args: tuple[Any, ...] = (), forward_kwargs: Any = None,
 ) -> np.ndarray:
     """The model's (selected) output for the batch ``x`` as float32 numpy, forward only.
 
@@ -132,13 +134,13 @@ def predict(
     reaching into a backend. ``x`` is in the model's layout, already preprocessed; with
     ``batch_size`` it goes through the model in chunks of that many samples (results are
     concatenated along the batch axis). ``output``, ``eval_mode`` and ``logits`` as in
-    :func:`explain`. The model is left exactly as it was.
+    :func:`explain`, as are ``forward_args`` / ``forward_kwargs``. The model is left exactly as it was.
     """
     bk = backend_for(model)
     n = len(x)
     step = n if not batch_size or batch_size >= n else int(batch_size)
     parts: list[np.ndarray] = []
-    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
+    with bk.session(model, eval_mode, logits, tuple(forward_args), forward_kwargs) as run:
         for start in range(0, max(n, 1), max(step, 1)):
             xt = run.prepare_input(model, x[start : start + step])
             out = run.forward(model, xt, output=output)
@@ -193,8 +195,7 @@ _LAYER = """layer : str, layer object or None
         "guided" keeps the gradients only where the activation and the gradient are
         positive before pooling.
     tokens : gradsight.Tokens, optional
-        A transformer layer's (N, T, C) tokens as a grid: prefix tokens and (h, w),
-        found from the model when not given; ``layout="NHWC"`` for channels-last grids.
+        Transformer token layers: prefix and grid, found from the model when not given.
     layer_input : bool, default False
         Weigh the layer's (first) input instead of its output."""
 

@@ -110,3 +110,28 @@ def test_keras_attention_rollout_matches_reference():
         rollout = np.einsum("nij,njk->nik", a, rollout)
     exp = gs.attention_rollout(model, X, target=0)
     np.testing.assert_allclose(exp.attributions, rollout[:, 0, 1:].reshape(3, 4, 4), rtol=1e-4, atol=1e-6)
+
+
+class Gained(keras.Model):
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv, self.head = keras.layers.Conv2D(4, 3, activation="relu"), keras.layers.Dense(3)
+
+    def call(self, x, gain=None, training=None):
+        out = self.head(keras.ops.mean(self.conv(x), axis=(1, 2)))
+        return out if gain is None else out * gain
+
+
+def test_keras_forward_kwargs_reach_the_model():
+    keras.utils.set_random_seed(2)
+    model = Gained()
+    gain = tf.constant([[1.0, -2.0, 0.5]])
+    xt = tf.constant(X)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        s = tf.reduce_sum(model(xt, gain=gain, training=False)[:, 1])
+    ref = tape.gradient(s, xt).numpy()
+    exp = gs.saliency(model, X, target=1, forward_kwargs={"gain": gain})
+    np.testing.assert_allclose(exp.attributions, ref, rtol=1e-4, atol=1e-7)
+    np.testing.assert_allclose(gs.predict(model, X, forward_kwargs={"gain": gain}),
+                               model(xt, gain=gain, training=False).numpy(), rtol=1e-5)

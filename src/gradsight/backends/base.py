@@ -69,10 +69,15 @@ AUTO = LayerRef("auto", None, auto=True)
 
 @dataclass(frozen=True)
 class Settings:
-    """How one session runs the model (see :meth:`Backend.session`)."""
+    """How one session runs the model (see :meth:`Backend.session`); :meth:`call` runs it."""
 
     eval_mode: bool = True
     logits: bool = False
+    forward_args: tuple[Any, ...] = field(default=(), compare=False)  # passed to the model, not explained
+    forward_kwargs: Any = field(default=None, compare=False)
+
+    def call(self, model: Any, x: Any, **kw: Any) -> Any:
+        return model(x, *self.forward_args, **dict(self.forward_kwargs or {}), **kw)
 
 
 @dataclass(frozen=True)
@@ -258,10 +263,11 @@ class Backend(ABC):
         self.settings = settings or Settings()
 
     @abstractmethod
-    def session(self, model: Any, eval_mode: bool = True, logits: bool = False) -> AbstractContextManager[Backend]:
+    def session(self, model: Any, eval_mode: bool = True, logits: bool = False, forward_args: tuple[Any, ...] = (),
+                forward_kwargs: Any = None) -> AbstractContextManager[Backend]:
         """Context in which the model runs; on exit every module/layer is as before.
 
-        Yields a backend bound to ``Settings(eval_mode, logits)``. ``logits=True``
+        Yields a backend bound to ``Settings(eval_mode, logits, ...)``. ``logits=True``
         explains the pre-softmax scores of a model whose last layer applies a softmax
         (backends that cannot do this raise :class:`ModelError`).
         """
@@ -379,8 +385,7 @@ class Backend(ABC):
 
     @abstractmethod
     def attentions(self, model: Any, x: Tensor, output: Any = None) -> tuple[Tensor, list[Tensor]]:
-        """``(selected output, attention probabilities (N, heads, T, T) of every attention layer in call
-        order)``, forward only; :class:`~gradsight.errors.ModelError` saying how when the model hides them."""
+        """``(selected output, [attention probabilities (N, heads, T, T) per layer])``, forward only."""
 
 
 def auto_layer_error(model: Any, layout: str) -> LayerNotCalledError:

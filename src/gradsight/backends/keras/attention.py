@@ -12,13 +12,15 @@ import keras
 import tensorflow as tf
 
 from ...errors import ModelError
+from ..base import Settings
 from ..outputs import check_tensors, select_output
 from .capture import PATCHING, named_layers, wrap_call
+from .primitives import training_flag
 
 __all__ = ["attentions"]
 
 
-def attentions(model: keras.Model, x: tf.Tensor, output: Any, training: Any) -> tuple[tf.Tensor, list[tf.Tensor]]:
+def attentions(model: keras.Model, x: tf.Tensor, output: Any, settings: Settings) -> tuple[Any, list[Any]]:
     """``(selected output, [scores (N, heads, T, T) per MultiHeadAttention call, in call order])``."""
     found: list[tf.Tensor] = []
 
@@ -35,7 +37,8 @@ def attentions(model: keras.Model, x: tf.Tensor, output: Any, training: Any) -> 
         for _, layer in named_layers(model):
             if isinstance(layer, keras.layers.MultiHeadAttention):
                 stack.enter_context(wrap_call(layer, make))
-        out = check_tensors(select_output(model(x, training=training), output), tf.is_tensor)
+        raw = settings.call(model, x, training=training_flag(settings))
+        out = check_tensors(select_output(raw, output), tf.is_tensor)
     if not found:
         raise ModelError(
             f"no keras.layers.MultiHeadAttention layer ran in this {type(model).__name__}'s forward pass, so "

@@ -16,6 +16,7 @@ from typing import Any
 import torch
 
 from ...errors import ModelError
+from ..base import Settings
 from ..outputs import check_tensors, select_output
 from .capture import hooked
 
@@ -28,7 +29,7 @@ def _square(t: Any) -> bool:
     return isinstance(t, torch.Tensor) and t.dim() in (3, 4) and t.shape[-1] == t.shape[-2] > 1
 
 
-def _hugging_face(model: torch.nn.Module, x: torch.Tensor, output: Any) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def _hugging_face(model: torch.nn.Module, x: torch.Tensor, output: Any, settings: Settings) -> tuple[Any, list[Any]]:
     impl = getattr(model.config, "_attn_implementation", None)
     if impl in FUSED:
         raise ModelError(
@@ -37,18 +38,18 @@ def _hugging_face(model: torch.nn.Module, x: torch.Tensor, output: Any) -> tuple
             "attn_implementation=\"eager\" (from_pretrained(..., attn_implementation=\"eager\"), or "
             "Config(..., attn_implementation=\"eager\")), or call model.set_attn_implementation(\"eager\")."
         )
-    raw = model(x, output_attentions=True)
+    raw = settings.call(model, x, output_attentions=True)
     found = list(getattr(raw, "attentions", None) or [])
     if output is None and "logits" in raw:  # the attentions were asked for here, not by the user
         output = "logits"
     return check_tensors(select_output(raw, output), lambda t: isinstance(t, torch.Tensor)), found
 
 
-def attentions(model: torch.nn.Module, x: torch.Tensor, output: Any = None) -> tuple[torch.Tensor, list[torch.Tensor]]:
+def attentions(model: torch.nn.Module, x: torch.Tensor, output: Any, settings: Settings) -> tuple[Any, list[Any]]:
     """``(selected output, [attention (N, heads, T, T) per layer, in call order])``, forward only."""
     with torch.no_grad():
         if getattr(model, "config", None) is not None:
-            out, found = _hugging_face(model, x, output)
+            out, found = _hugging_face(model, x, output, settings)
         else:
             found = []
 
@@ -62,7 +63,7 @@ def attentions(model: torch.nn.Module, x: torch.Tensor, output: Any = None) -> t
 
             kinds = (torch.nn.Softmax, torch.nn.MultiheadAttention)
             with hooked(((n, m) for n, m in model.named_modules() if isinstance(m, kinds)), hook_for):
-                out = check_tensors(select_output(model(x), output), lambda t: isinstance(t, torch.Tensor))
+                out = check_tensors(select_output(settings.call(model, x), output), lambda t: isinstance(t, torch.Tensor))
     if not found:
         raise ModelError(
             f"no attention probabilities were seen in this {type(model).__name__}'s forward pass. Attention "

@@ -99,8 +99,8 @@ class TorchPrimitives(Primitives):
 
     ops: TorchOps
 
-    def __init__(self, ops: TorchOps) -> None:
-        self.ops = ops
+    def __init__(self, ops: TorchOps, settings: Settings | None = None) -> None:
+        self.ops, self.settings = ops, settings or Settings()
 
     @contextmanager
     def record(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -109,7 +109,7 @@ class TorchPrimitives(Primitives):
         yield x.detach().requires_grad_(True)
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor) -> Any:
-        return model(x)
+        return self.settings.call(model, x)
 
     def rule_scope(self, model: torch.nn.Module, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
         return apply_rule(model, rule)
@@ -154,7 +154,8 @@ class TorchBackend(Backend):
 
     @contextmanager
     def session(
-        self, model: torch.nn.Module, eval_mode: bool = True, logits: bool = False
+        self, model: torch.nn.Module, eval_mode: bool = True, logits: bool = False, forward_args: tuple[Any, ...] = (),
+        forward_kwargs: Any = None,
     ) -> Iterator[TorchBackend]:
         """Eval mode (unless ``eval_mode=False``), gradients on; every flag restored on exit.
 
@@ -174,7 +175,7 @@ class TorchBackend(Backend):
             if eval_mode:
                 model.eval()
             with torch.inference_mode(False), torch.enable_grad():
-                yield TorchBackend(Settings(eval_mode, logits))
+                yield TorchBackend(Settings(eval_mode, logits, tuple(forward_args), forward_kwargs))
         finally:
             for m, training in modes:
                 m.training = training
@@ -232,22 +233,22 @@ class TorchBackend(Backend):
         return (transformer_layer(model) or ref) if ref.auto and not isinstance(layer, LayerRef) else ref
 
     def compute(self, model: torch.nn.Module, x: torch.Tensor, target: Target, request: Request) -> Gradients:
-        return pipeline.gradients(TorchPrimitives(self.ops), model, x, target, request)[0]
+        return pipeline.gradients(TorchPrimitives(self.ops, self.settings), model, x, target, request)[0]
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor, output: int | str | None = None) -> torch.Tensor:
         with torch.no_grad():
-            return check_tensors(select_output(model(x), output), self.ops.is_tensor)
+            return check_tensors(select_output(self.settings.call(model, x), output), self.ops.is_tensor)
 
     def activations(self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1) -> tuple[torch.Tensor, str]:
-        prims = TorchPrimitives(self.ops)
+        prims = TorchPrimitives(self.ops, self.settings)
         with torch.no_grad():
             try:
                 with prims.capture(model, self.resolve_layer(model, layer)) as cap:
-                    model(x)
+                    prims.forward(model, x)
                 return cap.get(call)
             except LayerChanged as changed:  # an in-place op after the automatic layer: copy that one
                 with prims.capture(model, changed.layer) as cap:
-                    model(x)
+                    prims.forward(model, x)
                 return cap.get(call)
 
     def rule_scope(self, model: torch.nn.Module, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
@@ -282,7 +283,7 @@ class TorchBackend(Backend):
         return params.weights(model)
 
     def attentions(self, model: torch.nn.Module, x: torch.Tensor, output: Any = None) -> tuple[Any, list[Any]]:
-        return attentions(model, x, output)
+        return attentions(model, x, output, self.settings)
 
     def layer_inputs(
         self, model: torch.nn.Module, x: torch.Tensor, layers: list[tuple[str, Any]]
