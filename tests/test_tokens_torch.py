@@ -247,3 +247,11 @@ def test_token_grid_rules_without_a_framework():
     assert token_grid(cfg, (224, 224), 198) == (2, (14, 14))  # DeiT: class + distillation
     assert token_grid(cfg, (224, 224), 49) == (0, (7, 7))  # fewer tokens than patches: a merged stage
     assert token_grid(SimpleNamespace(), None, 50, gs.Tokens(grid=(7, 7))) == (1, (7, 7))
+
+
+def test_inspect_activations_layer_input():
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 6, 3, padding=1)).eval()
+    acts = gs.inspect.activations(model, X24, layer="2", layer_input=True, progress=False)
+    np.testing.assert_allclose(acts.values, model[:2](X24).mean((2, 3)).detach().numpy(), rtol=1e-5, atol=1e-7)
+    assert acts.layer == "input of 2"
