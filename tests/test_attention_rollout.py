@@ -96,3 +96,18 @@ def test_softmax_module_rollout_with_two_prefix_tokens():
     np.testing.assert_allclose(exp.attributions, reference_rollout(seen, "mean", 0.0, 2).reshape(2, 4, 4),
                                rtol=1e-5, atol=1e-7)
     np.testing.assert_array_equal(exp.targets, [1, 1])
+
+
+def test_registry_and_function_signature():
+    import inspect
+
+    from gradsight.methods import TRANSFORMER_METHODS
+
+    spec = TRANSFORMER_METHODS["attention_rollout"]
+    assert "attention_rollout" not in gs.METHODS  # "all" (CLI, viewer) runs METHODS on any model, CNNs too
+    params = inspect.signature(gs.attention_rollout).parameters
+    keywords = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
+    assert keywords == [o for o in spec.options if o != "output"] + ["output", "eval_mode", "logits"]
+    model = vit()
+    np.testing.assert_allclose(gs.explain(model, X, "attention_rollout").attributions,
+                               gs.attention_rollout(model, X).attributions)
