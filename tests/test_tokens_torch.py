@@ -255,3 +255,10 @@ def test_inspect_activations_layer_input():
     acts = gs.inspect.activations(model, X24, layer="2", layer_input=True, progress=False)
     np.testing.assert_allclose(acts.values, model[:2](X24).mean((2, 3)).detach().numpy(), rtol=1e-5, atol=1e-7)
     assert acts.layer == "input of 2"
+
+
+def test_one_d_signal_layers_are_not_read_as_tokens():
+    torch.manual_seed(9)
+    model = nn.Sequential(nn.Conv1d(2, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(16, 3))
+    with pytest.raises(gs.ModelError, match="1-D"):
+        gs.gradcam(model.eval(), torch.randn(2, 2, 30), layer="0")

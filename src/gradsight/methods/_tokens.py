@@ -9,7 +9,8 @@ its maths, so vision transformers work with no user code:
 - (N, H, W, C) channels-last grids in a channels-first framework (torchvision's Swin):
   with ``Tokens(layout="NHWC")``, or found for a torchvision Swin model.
 
-The grid is found from the model where it says it (duck typing, no framework import):
+Only for image inputs (4-D ``x``) unless ``tokens=`` is given: a 3-D layer output of a
+1-D signal model is a feature map, not tokens. The grid is found from the model where it says it (duck typing, no framework import):
 a patch size (timm ``patch_embed.patch_size``, Hugging Face ``config.patch_size``,
 torchvision ``patch_size``, or a ``patch_size`` attribute of a Keras model) and the
 input's size give (h, w) = (H // p, W // p), and the prefix is what is left, T - h * w;
@@ -175,6 +176,14 @@ def to_grid(
             f"a CAM method needs a layer with a 4-D output (N, C, H, W) / (N, H, W, C), or (N, tokens, channels); "
             f"layer {layer!r} gives {shape}. Pick a convolutional or transformer-block layer "
             "(`gradsight layers --model ...` lists them)."
+        )
+    if len(ops.shape(x)) != 4 and tokens is None:
+        # Only image models have token layers here: a 3-D output of a 1-D signal model is (N, C, L) or
+        # (N, L, C) feature maps, which a square token grid would silently scramble.
+        raise ModelError(
+            f"layer {layer!r} gives {shape} on inputs of shape {tuple(ops.shape(x))}: token layers are read as "
+            "image patches only for image inputs (N, C, H, W) / (N, H, W, C); CAM methods do not support 1-D "
+            "signals yet. For patch tokens of another input pass tokens=gs.Tokens(prefix=..., grid=(h, w))."
         )
     n, t, c = shape
     prefix, (h, w) = token_grid(model, spatial_size(bk, model, tuple(ops.shape(x))), t, tokens)
