@@ -8,7 +8,7 @@ from typing import Any
 import numpy as np
 
 from .. import maps
-from ..backends.base import Backend, Gradients
+from ..backends.base import Backend, Gradients, LayerRef
 from ..errors import ModelError, UnknownOptionError
 from ..targets import Target
 from ._common import MethodResult, finish, per_target, spatial_size, warn_zero
@@ -49,7 +49,7 @@ def gradcam(
     return cam_from(bk, model, x, g, gate, tokens=tokens)
 
 
-def cam_layer(bk: Backend, model: Any, layer: Any, layer_input: bool = False) -> Any:
+def cam_layer(bk: Backend, model: Any, layer: Any, layer_input: bool = False) -> LayerRef:
     """The :class:`LayerRef` a CAM method captures (its input with ``layer_input``)."""
     ref = bk.resolve_layer(model, "auto" if layer is None else layer)
     if layer_input:
