@@ -18,6 +18,7 @@ import numpy as np
 from .backends import backend_for
 from .explanation import Explanation
 from .methods import METHODS, get_method
+from .methods._tokens import Tokens
 from .rules import Rule, get_rule
 from .targets import as_target
 
@@ -66,7 +67,8 @@ def explain(
         batch axis), ``Segmentation``, ``Detection`` (YOLO-style heads).
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
-        layer object, or None/"auto" for the last convolution stage's output (see backends/autolayer.py).
+        layer object, or None/"auto": the last convolution stage's output (backends/autolayer.py;
+        a ViT: the last attention's input).
     output:
         For models with several outputs: the index or key of the one to explain, or a
         tuple of them (a ``Detection`` target over several scales selects them all).
@@ -85,7 +87,8 @@ def explain(
         models raise :class:`~gradsight.errors.ModelError` with it.
     **options:
         The method's options (e.g. ``samples``, ``noise``, ``batch_size``, ``seed``,
-        ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM).
+        ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM). Any method also takes
+        ``forward_args`` / ``forward_kwargs``: passed to the model as they are, not explained.
 
     Returns
     -------
@@ -93,6 +96,7 @@ def explain(
 
     The model is left exactly as it was, after success and after any error.
     """
+    extra = (tuple(options.pop("forward_args", ())), options.pop("forward_kwargs", None))
     spec = get_method(method)
     spec.check_options(dict(options, **({"layer": layer} if layer is not None else {})))
     if layer is not None:
@@ -100,7 +104,7 @@ def explain(
     tgt = as_target(target)
     output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
-    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
+    with bk.session(model, eval_mode, logits, *extra) as run:
         xt = run.prepare_input(model, x)
         result = spec.fn(run, model, xt, tgt, output=output, **options)
     return Explanation(
@@ -125,6 +129,7 @@ def predict(
     eval_mode: bool = True,
     logits: bool = False,
     batch_size: int | None = None,
+    forward_args: tuple[Any, ...] = (), forward_kwargs: Any = None,
 ) -> np.ndarray:
     """The model's (selected) output for the batch ``x`` as float32 numpy, forward only.
 
@@ -132,13 +137,13 @@ def predict(
     reaching into a backend. ``x`` is in the model's layout, already preprocessed; with
     ``batch_size`` it goes through the model in chunks of that many samples (results are
     concatenated along the batch axis). ``output``, ``eval_mode`` and ``logits`` as in
-    :func:`explain`. The model is left exactly as it was.
+    :func:`explain`, as are ``forward_args`` / ``forward_kwargs``. The model is left exactly as it was.
     """
     bk = backend_for(model)
     n = len(x)
     step = n if not batch_size or batch_size >= n else int(batch_size)
     parts: list[np.ndarray] = []
-    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
+    with bk.session(model, eval_mode, logits, tuple(forward_args), forward_kwargs) as run:
         for start in range(0, max(n, 1), max(step, 1)):
             xt = run.prepare_input(model, x[start : start + step])
             out = run.forward(model, xt, output=output)
@@ -153,10 +158,7 @@ def _method_function(name: str) -> Any:
         return explain(model, x, method=name, target=target, **options)
 
     run.__name__ = run.__qualname__ = name
-    run.__doc__ = (
-        f"``explain(model, x, method={name!r}, target=target, **options)``. "
-        f"Options: {', '.join(METHODS[name].options)}. Reference: {METHODS[name].reference}."
-    )
+    run.__doc__ = f"``explain(model, x, method={name!r}, ...)``. Options: {', '.join(METHODS[name].options)}."
     return run
 
 
@@ -176,7 +178,6 @@ _SESSION = """output : int, str or tuple, optional
     logits : bool, default False
         Explain the scores before a final softmax / log-softmax (Keras layer or activation;
         PyTorch module or functional call).
-
     **options
         Nothing else: an unknown option raises UnknownOptionError naming the valid ones.
 
@@ -192,7 +193,11 @@ _LAYER = """layer : str, layer object or None
         Which call of a layer that runs several times per forward pass.
     gate : None or "guided"
         "guided" keeps the gradients only where the activation and the gradient are
-        positive before pooling."""
+        positive before pooling.
+    tokens : gradsight.Tokens, optional
+        Transformer token layers: prefix and grid, found from the model when not given.
+    layer_input : bool, default False
+        Weigh the layer's (first) input instead of its output."""
 
 
 def _doc(fn: Any) -> Any:
@@ -316,6 +321,8 @@ def gradcam(
     layer: Any = None,
     call: int = -1,
     gate: str | None = None,
+    tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -334,7 +341,7 @@ def gradcam(
     """
     return explain(
         model, x, "gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call, gate=gate,
-        **options,
+        tokens=tokens, layer_input=layer_input, **options,
     )
 
 
@@ -347,6 +354,8 @@ def guided_gradcam(
     layer: Any = None,
     call: int = -1,
     gate: str | None = None,
+    tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -364,7 +373,7 @@ def guided_gradcam(
     """
     return explain(
         model, x, "guided_gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call,
-        gate=gate, **options
+        gate=gate, tokens=tokens, layer_input=layer_input, **options
     )
 
 
