@@ -15,7 +15,7 @@ def test_every_model_command_offers_every_bundled_model(capsys):
     parser = build_parser()
     subs = next(a for a in parser._actions if a.dest == "command").choices
     with_model = [name for name, parents in COMMANDS if "model" in parents]
-    assert with_model == ["explain", "layers", "embed", "filters", "units", "weights", "serve", "run"]
+    assert with_model == ["explain", "layers", "embed", "filters", "units", "weights", "serve", "run", "evaluate"]
     for name in with_model:
         help_text = next(a.help for a in subs[name]._actions if a.dest == "model")
         for bundled in BUNDLED:

@@ -24,6 +24,7 @@ from .api import (
     saliency,
     smoothgrad,
 )
+from .api_transformers import attention_rollout
 from .errors import (
     GradsightError,
     GradsightWarning,
@@ -41,6 +42,7 @@ from .errors import (
 )
 from .explanation import Explanation
 from .methods import METHODS
+from .methods._tokens import Tokens
 
 __version__ = "0.1.0"
 
@@ -53,9 +55,11 @@ __all__ = [
     "guided_backprop",
     "gradcam",
     "guided_gradcam",
+    "attention_rollout",
     "backward_rule",
     "Explanation",
     "METHODS",
+    "Tokens",
     "GradsightError",
     "UnknownMethodError",
     "UnknownOptionError",
@@ -75,10 +79,11 @@ __all__ = [
     "inspect",
     "datasets",
     "explain_dataset",
+    "evaluate",
     "__version__",
 ]
 
-_SUBMODULES = {"targets", "detection", "render", "demo", "inspect", "datasets"}
+_SUBMODULES = {"targets", "detection", "render", "demo", "inspect", "datasets", "evaluate"}
 
 
 def __getattr__(name: str) -> Any:

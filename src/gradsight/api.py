@@ -16,10 +16,12 @@ from typing import Any
 import numpy as np
 
 from . import _checks
+from ._api_docs import doc
 from ._locks import locked
 from .backends import backend_for
 from .explanation import Explanation
 from .methods import METHODS, get_method
+from .methods._tokens import Tokens
 from .rules import Rule, get_rule
 from .targets import as_target
 
@@ -68,7 +70,8 @@ def explain(
         batch axis), ``Segmentation``, ``Detection`` (YOLO-style heads).
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
-        layer object, or None/"auto" for the last convolution stage's output (see backends/autolayer.py).
+        layer object, or None/"auto": the last convolution stage's output (backends/autolayer.py;
+        a ViT: the last attention's input).
     output:
         For models with several outputs: the index or key of the one to explain, or a
         tuple of them (a ``Detection`` target over several scales selects them all).
@@ -87,7 +90,8 @@ def explain(
         models raise :class:`~gradsight.errors.ModelError` with it.
     **options:
         The method's options (e.g. ``samples``, ``noise``, ``batch_size``, ``seed``,
-        ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM).
+        ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM). Any method also takes
+        ``forward_args`` / ``forward_kwargs``: passed to the model as they are, not explained.
 
     Returns
     -------
@@ -98,6 +102,7 @@ def explain(
     different models in parallel. Bad input (NaN/inf, an empty batch, ...) is an error naming
     the samples (:mod:`gradsight._checks`).
     """
+    extra = (tuple(options.pop("forward_args", ())), options.pop("forward_kwargs", None))
     spec = get_method(method)
     spec.check_options(dict(options, **({"layer": layer} if layer is not None else {})))
     if layer is not None:
@@ -106,7 +111,7 @@ def explain(
     output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
     _checks.before(model, x)  # 1-D, empty, meta device
-    with locked(model), bk.session(model, eval_mode=eval_mode, logits=logits) as run:  # one call per model at a time
+    with locked(model), bk.session(model, eval_mode, logits, *extra) as run:  # one call per model at a time
         xt = run.prepare_input(model, x)
         _checks.prepared(run, model, xt, spec.name, options)  # NaN/inf, channels, constant images
         result = spec.fn(run, model, xt, tgt, output=output, **options)
@@ -133,6 +138,7 @@ def predict(
     eval_mode: bool = True,
     logits: bool = False,
     batch_size: int | None = None,
+    forward_args: tuple[Any, ...] = (), forward_kwargs: Any = None,
 ) -> np.ndarray:
     """The model's (selected) output for the batch ``x`` as float32 numpy, forward only.
 
@@ -140,14 +146,14 @@ def predict(
     reaching into a backend. ``x`` is in the model's layout, already preprocessed; with
     ``batch_size`` it goes through the model in chunks of that many samples (results are
     concatenated along the batch axis). ``output``, ``eval_mode`` and ``logits`` as in
-    :func:`explain`. The model is left exactly as it was.
+    :func:`explain`, as are ``forward_args`` / ``forward_kwargs``. The model is left exactly as it was.
     """
     bk = backend_for(model)
     _checks.before(model, x, allow_empty=True)
     n = len(x)
     step = n if not batch_size or batch_size >= n else int(batch_size)
     parts: list[np.ndarray] = []
-    with locked(model), bk.session(model, eval_mode=eval_mode, logits=logits) as run:
+    with locked(model), bk.session(model, eval_mode, logits, tuple(forward_args), forward_kwargs) as run:
         for start in range(0, max(n, 1), max(step, 1)):
             xt = run.prepare_input(model, x[start : start + step])
             out = run.forward(model, xt, output=output)
@@ -162,54 +168,11 @@ def _method_function(name: str) -> Any:
         return explain(model, x, method=name, target=target, **options)
 
     run.__name__ = run.__qualname__ = name
-    run.__doc__ = (
-        f"``explain(model, x, method={name!r}, target=target, **options)``. "
-        f"Options: {', '.join(METHODS[name].options)}. Reference: {METHODS[name].reference}."
-    )
+    run.__doc__ = f"``explain(model, x, method={name!r}, ...)``. Options: {', '.join(METHODS[name].options)}."
     return run
 
 
-_COMMON = """model : torch.nn.Module or keras.Model
-        The model to explain; left exactly as it was.
-    x : array or tensor (N, ...)
-        A batch in the model's own layout (PyTorch (N, C, H, W), Keras (N, H, W, C)),
-        preprocessed as the model expects. Never modified.
-    target : None, int, sequence of N ints, callable or gradsight.targets.Target
-        What to explain: None each sample's top-1 class; ``TopK(k)`` adds a k axis
-        after the batch axis to every result array."""
-
-_SESSION = """output : int, str or tuple, optional
-        For models with several outputs: the index or key of the one to explain.
-    eval_mode : bool, default True
-        Run the model in eval mode (PyTorch) / with ``training=False`` (Keras).
-    logits : bool, default False
-        Explain the scores before a final softmax / log-softmax (Keras layer or activation;
-        PyTorch module or functional call).
-
-    **options
-        Nothing else: an unknown option raises UnknownOptionError naming the valid ones.
-
-    Returns
-    -------
-    Explanation"""
-
-_LAYER = """layer : str, layer object or None
-        The layer whose output is weighed (PyTorch: dotted name from
-        ``named_modules()``; Keras: name or ``outer/inner`` path). None: the last layer
-        with a 4-D spatial output.
-    call : int, default -1
-        Which call of a layer that runs several times per forward pass.
-    gate : None or "guided"
-        "guided" keeps the gradients only where the activation and the gradient are
-        positive before pooling."""
-
-
-def _doc(fn: Any) -> Any:
-    fn.__doc__ = fn.__doc__.replace("{common}", _COMMON).replace("{session}", _SESSION).replace("{layer}", _LAYER)
-    return fn
-
-
-@_doc
+@doc
 def saliency(
     model: Any,
     x: Any,
@@ -233,7 +196,7 @@ def saliency(
     return explain(model, x, "saliency", target, output=output, eval_mode=eval_mode, logits=logits, **options)
 
 
-@_doc
+@doc
 def smoothgrad(
     model: Any,
     x: Any,
@@ -272,7 +235,7 @@ def smoothgrad(
     )
 
 
-@_doc
+@doc
 def deconvnet(
     model: Any,
     x: Any,
@@ -293,7 +256,7 @@ def deconvnet(
     return explain(model, x, "deconvnet", target, output=output, eval_mode=eval_mode, logits=logits, **options)
 
 
-@_doc
+@doc
 def guided_backprop(
     model: Any,
     x: Any,
@@ -316,7 +279,7 @@ def guided_backprop(
     )
 
 
-@_doc
+@doc
 def gradcam(
     model: Any,
     x: Any,
@@ -325,6 +288,8 @@ def gradcam(
     layer: Any = None,
     call: int = -1,
     gate: str | None = None,
+    tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -343,11 +308,11 @@ def gradcam(
     """
     return explain(
         model, x, "gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call, gate=gate,
-        **options,
+        tokens=tokens, layer_input=layer_input, **options,
     )
 
 
-@_doc
+@doc
 def guided_gradcam(
     model: Any,
     x: Any,
@@ -356,6 +321,8 @@ def guided_gradcam(
     layer: Any = None,
     call: int = -1,
     gate: str | None = None,
+    tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -373,7 +340,7 @@ def guided_gradcam(
     """
     return explain(
         model, x, "guided_gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call,
-        gate=gate, **options
+        gate=gate, tokens=tokens, layer_input=layer_input, **options
     )
 
 

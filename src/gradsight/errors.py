@@ -32,6 +32,8 @@ __all__ = [
     "EagerFallbackWarning",
     "NoLocationWarning",
     "ConstantInputWarning",
+    "OutputChosenWarning",
+    "TokenGridError",
     "close_matches",
     "warn",
 ]
@@ -129,3 +131,11 @@ class NoLocationWarning(GradsightWarning):
 
 class ConstantInputWarning(GradsightWarning):
     """SmoothGrad on a constant sample: its noise, a fraction of the sample's range, is zero."""
+
+
+class OutputChosenWarning(GradsightWarning):
+    """A structured output (a Hugging Face ``ModelOutput``) had ``logits``, which were explained."""
+
+
+class TokenGridError(GradsightError, ValueError):
+    """A token layer's sequence length does not fit the prefix tokens and grid found or given."""

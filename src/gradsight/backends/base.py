@@ -33,26 +33,17 @@ import numpy as np
 
 from .._deprecation import moved
 from ..errors import LayerNotCalledError
+from .ops import Ops, Tensor
 
 if TYPE_CHECKING:
     from ..rules import Rule, RuleReport, RuleSwitch
     from ..targets import Target
 
 __all__ = [
-    "AUTO",
-    "Backend",
-    "Capture",
-    "Captured",
-    "Gradients",
-    "LayerChanged",
-    "LayerRef",
-    "Ops",
-    "Primitives",
-    "Request",
-    "Settings",
+    "AUTO", "Backend", "Capture", "Captured", "Gradients", "LayerChanged", "LayerRef", "Ops", "Primitives",
+    "Request", "Settings",
 ]
 
-Tensor = Any
 
 
 @dataclass(frozen=True)
@@ -60,16 +51,18 @@ class LayerRef:
     """A resolved layer: its name (PyTorch dotted, Keras ``outer/inner`` path) and the object.
 
     ``AUTO`` (``auto=True``, no object) asks for the automatic layer (the last convolution
-    stage's 4-D output, :mod:`.autolayer`), chosen during the forward pass. Equality and hashing use the name only.
+    stage's 4-D output, :mod:`.autolayer`; a ViT: the last attention's input), chosen during the
+    forward pass. ``input``: capture the layer's first input. Equality ignores ``obj``.
     """
 
     name: str
     obj: Any = field(default=None, compare=False, repr=False)
     auto: bool = False
+    input: bool = False
 
     def without_obj(self) -> LayerRef:
         """The same reference without the object (for cache keys that must not hold a layer)."""
-        return LayerRef(self.name, None, self.auto)
+        return LayerRef(self.name, None, self.auto, self.input)
 
 
 AUTO = LayerRef("auto", None, auto=True)
@@ -77,10 +70,15 @@ AUTO = LayerRef("auto", None, auto=True)
 
 @dataclass(frozen=True)
 class Settings:
-    """How one session runs the model (see :meth:`Backend.session`)."""
+    """How one session runs the model (see :meth:`Backend.session`); :meth:`call` runs it."""
 
     eval_mode: bool = True
     logits: bool = False
+    forward_args: tuple[Any, ...] = field(default=(), compare=False)  # passed to the model, not explained
+    forward_kwargs: Any = field(default=None, compare=False)
+
+    def call(self, model: Any, x: Any, **kw: Any) -> Any:
+        return model(x, *self.forward_args, **dict(self.forward_kwargs or {}), **kw)
 
 
 @dataclass(frozen=True)
@@ -93,59 +91,6 @@ class Request:
     wrt_input: bool = True
     output: int | str | tuple[int | str, ...] | None = None
     layer_rule: Rule | None = None
-
-
-class Ops(ABC):
-    """Array operations the methods need, per framework. All take and return tensors.
-
-    ``channels_last`` is the framework's convention for image-like tensors (PyTorch
-    False: (N, C, H, W); Keras True: (N, H, W, C)); targets on segmentation and detection
-    outputs use it unless told a layout. Every method is abstract: a backend that misses
-    one cannot be instantiated.
-    """
-
-    channels_last: bool = False
-
-    @abstractmethod
-    def numpy(self, t: Tensor) -> np.ndarray: ...
-    @abstractmethod
-    def is_tensor(self, t: Any) -> bool: ...
-    @abstractmethod
-    def detach(self, t: Tensor) -> Tensor: ...
-    @abstractmethod
-    def shape(self, t: Tensor) -> tuple[int, ...]: ...
-    @abstractmethod
-    def batch_size(self, t: Tensor) -> int: ...
-    @abstractmethod
-    def argmax(self, t: Tensor, axis: int) -> Tensor: ...
-    @abstractmethod
-    def as_index(self, idx: np.ndarray, like: Tensor) -> Tensor: ...
-    @abstractmethod
-    def take_rows(self, t: Tensor, idx: Tensor) -> Tensor: ...
-    @abstractmethod
-    def mean(self, t: Tensor, axis: tuple[int, ...], keepdims: bool = False) -> Tensor: ...
-    @abstractmethod
-    def sum(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
-    @abstractmethod
-    def relu(self, t: Tensor) -> Tensor: ...
-    @abstractmethod
-    def step(self, t: Tensor) -> Tensor: ...
-    @abstractmethod
-    def from_numpy(self, a: np.ndarray, like: Tensor) -> Tensor: ...
-    @abstractmethod
-    def tile_batch(self, t: Tensor, k: int) -> Tensor: ...
-    @abstractmethod
-    def reshape(self, t: Tensor, shape: tuple[int, ...]) -> Tensor: ...
-    @abstractmethod
-    def sigmoid(self, t: Tensor) -> Tensor: ...
-    @abstractmethod
-    def concat(self, ts: list[Tensor], axis: int = 0) -> Tensor: ...
-    @abstractmethod
-    def topk(self, t: Tensor, k: int) -> Tensor:
-        """Indices (N, k) of the k largest values of each row of ``t`` (N, C), largest first; no gradient."""
-    @abstractmethod
-    def take_along(self, t: Tensor, idx: Tensor) -> Tensor:
-        """``t[i, idx[i, j]]`` for ``t`` (N, C) and ``idx`` (N, k): (N, k), differentiable in ``t``."""
 
 
 @dataclass
@@ -266,10 +211,11 @@ class Backend(ABC):
         self.settings = settings or Settings()
 
     @abstractmethod
-    def session(self, model: Any, eval_mode: bool = True, logits: bool = False) -> AbstractContextManager[Backend]:
+    def session(self, model: Any, eval_mode: bool = True, logits: bool = False, forward_args: tuple[Any, ...] = (),
+                forward_kwargs: Any = None) -> AbstractContextManager[Backend]:
         """Context in which the model runs; on exit every module/layer is as before.
 
-        Yields a backend bound to ``Settings(eval_mode, logits)``. ``logits=True``
+        Yields a backend bound to ``Settings(eval_mode, logits, ...)``. ``logits=True``
         explains the scores before the model's final softmax / log-softmax (see
         :meth:`final_softmax`); a model without one raises :class:`ModelError`.
         """
@@ -350,6 +296,14 @@ class Backend(ABC):
         return None
 
     @abstractmethod
+    def parameter_layers(self, model: Any) -> list[str]:
+        """Layers owning trainable parameters, input to output (the sanity check's order)."""
+
+    @abstractmethod
+    def randomized(self, model: Any, layers: Any, seed: int = 0) -> AbstractContextManager[Any]:
+        """``with`` block: ``layers``' parameters re-drawn (same numbers in every backend), restored on exit."""
+
+    @abstractmethod
     def rule_scope(self, model: Any, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
         """Inside the block, rectifiers called by ``model`` back-propagate by ``rule`` (see :class:`Primitives`)."""
 
@@ -391,6 +345,10 @@ class Backend(ABC):
     @abstractmethod
     def layer_inputs(self, model: Any, x: Tensor, layers: list[tuple[str, Any]]) -> list[tuple[str, Tensor]]:
         """``(name, first input)`` of each call of ``layers`` in one forward pass of ``x``, in call order."""
+
+    @abstractmethod
+    def attentions(self, model: Any, x: Tensor, output: Any = None) -> tuple[Tensor, list[Tensor]]:
+        """``(selected output, [attention probabilities (N, heads, T, T) per layer])``, forward only."""
 
 
 # Deprecated: the registry moved to gradsight.backends (imported by name, only when used).

@@ -75,6 +75,7 @@ COMMANDS: tuple[tuple[str, tuple[str, ...]], ...] = (
     ("weights", ("model", "debug")),
     ("serve", ("model", "debug")),
     ("run", ("model", "debug")),
+    ("evaluate", ("model", "debug")),
 )
 """The commands in ``--help`` order: ``(module in gradsight.cli, parent parsers)``."""
 

@@ -144,7 +144,7 @@ def _runs(model: Any, plan: InputPlan) -> str | None:
             warnings.simplefilter("ignore")
             with locked(model), bk.session(model, eval_mode=True):
                 bk.forward(model, bk.prepare_input(model, plan.blank()))
-    except TargetError:  # it ran; which of several outputs to explain is --output's business
+    except TargetError:  # it ran; which of several outputs to explain is --output's business, checked later
         return None
     except Exception as exc:  # noqa: BLE001 - any failure means "not this shape"
         return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"

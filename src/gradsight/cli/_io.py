@@ -72,11 +72,12 @@ def cwd_on_path() -> None:
 
 
 def add_explain_options(parser: argparse.ArgumentParser) -> None:
-    """``--output``, ``--call``: API options that error messages may point at (``--logits`` /
-    ``--probabilities`` come from :func:`gradsight.cli._inputs.add_arguments`)."""
+    """``--output`` (unless the command has it already), ``--call``: API options that error messages may
+    point at (``--logits`` / ``--probabilities`` come from :func:`gradsight.cli._inputs.add_arguments`)."""
     g = parser.add_argument_group("model outputs and layers")
-    g.add_argument("--output", metavar="INDEX|KEY",
-                   help="for models with several outputs: the index or key of the one to explain")
+    if not any("--output" in a.option_strings for a in parser._actions):
+        g.add_argument("--output", metavar="INDEX|KEY",
+                       help="for models with several outputs: the index or key of the one to explain")
     g.add_argument("--call", type=int, metavar="N",
                    help="Grad-CAM: which call of a layer used several times in one forward pass (default: -1, the last)")
 

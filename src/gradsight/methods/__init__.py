@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import UnknownMethodError, UnknownOptionError, close_matches
 from ._common import MethodResult
+from .attention_rollout import attention_rollout
 from .deconvnet import deconvnet
 from .gradcam import gradcam
 from .guided_backprop import guided_backprop
@@ -16,7 +17,7 @@ from .guided_gradcam import guided_gradcam
 from .saliency import saliency
 from .smoothgrad import smoothgrad
 
-__all__ = ["METHODS", "MethodSpec", "MethodResult", "get_method"]
+__all__ = ["METHODS", "TRANSFORMER_METHODS", "MethodSpec", "MethodResult", "get_method"]
 
 
 @dataclass(frozen=True)
@@ -58,10 +59,17 @@ METHODS: dict[str, MethodSpec] = {
 }
 
 
+# Methods for models with attention only: kept out of METHODS, which "all" (CLI, viewer) runs on any model.
+TRANSFORMER_METHODS: dict[str, MethodSpec] = {
+    "attention_rollout": MethodSpec("attention_rollout", attention_rollout, "Abnar & Zuidema 2020, arXiv:2005.00928"),
+}
+
+
 def get_method(name: str) -> MethodSpec:
     """The :class:`MethodSpec` called ``name``; lists the valid names otherwise."""
-    if isinstance(name, str) and name.replace("-", "_") in METHODS:
-        return METHODS[name.replace("-", "_")]
+    known = {**METHODS, **TRANSFORMER_METHODS}
+    if isinstance(name, str) and name.replace("-", "_") in known:
+        return known[name.replace("-", "_")]
     raise UnknownMethodError(
-        f"unknown method {name!r}; use one of {', '.join(METHODS)}." + close_matches(str(name), METHODS)
+        f"unknown method {name!r}; use one of {', '.join(known)}." + close_matches(str(name), known)
     )
