@@ -158,3 +158,13 @@ def test_run_refuses_an_out_folder_inside_the_data_folder(tmp_path, capsys):
         rc = main(["run", "--model", "demo", "--data", str(tmp_path / "photos"), "--out", str(out), "--quiet"])
         one_line_error(rc, capsys.readouterr().err, "inside --data")
     assert sorted(p.relative_to(tmp_path) for p in tmp_path.rglob("*")) == before  # nothing written
+
+
+def test_evaluate_refuses_an_existing_report_before_any_work(tmp_path, capsys):
+    out = tmp_path / "report"
+    out.mkdir()
+    (out / "summary.csv").write_text("mine\n")
+    rc = main(["evaluate", "--model", "demo", "--n", "3", "--methods", "gradcam", "--metrics", "deletion",
+               "--out", str(out)])
+    one_line_error(rc, capsys.readouterr().err, "summary.csv", "--overwrite")
+    assert (out / "summary.csv").read_text() == "mine\n" and sorted(p.name for p in out.iterdir()) == ["summary.csv"]

@@ -37,6 +37,8 @@ def add_parser(subs: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     p.add_argument("--metrics", default="deletion,insertion,road,pointing,sanity", metavar="LIST",
                    help="comma-separated: deletion, insertion, road, pointing, sanity (default: all)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report (created if missing)")
+    p.add_argument("--overwrite", action="store_true",
+                   help="replace report files that already exist in DIR (default: refuse, listing them, before any work)")
     p.add_argument("--step", type=float, metavar="S",
                    help="deletion/insertion step: pixels (>= 1) or a fraction of the image (< 1); default 1/224")
     p.add_argument("--tolerance", type=float, default=15, metavar="PX", help="pointing game tolerance (default: 15)")
@@ -84,6 +86,13 @@ def run(args: argparse.Namespace) -> None:
     if args.step is not None and args.step <= 0:
         raise InputError(f"--step must be > 0; got {args.step}")
 
+    from pathlib import Path
+
+    from ._io import check_outputs
+
+    names = ["summary.csv", "per_class.csv", "report.md", "curves.png", "sanity.csv", "sanity.png"]
+    check_outputs(args, [Path(args.out) / n for n in names],  # before any work; never over an input image
+                  [p for p in Path(args.data).rglob("*") if p.is_file()] if args.data != "demo" else [])
     model, info = load_model(args.model, weights=args.weights, trust_pickle=args.trust_pickle, framework=args.framework)
     size = args.size or info.input_size or 224
     prep = args.preprocess or info.preprocessing
@@ -94,8 +103,6 @@ def run(args: argparse.Namespace) -> None:
         data = generate(args.n, seed=TEST_SEED, size=size)
         images, labels, masks, names = data.images, data.labels, data.masks, list(CLASSES)
     else:
-        from pathlib import Path
-
         from ._common import read_image_folder as _read_folder
 
         images, labels, names = _read_folder(Path(args.data), size)

@@ -15,6 +15,7 @@ from typing import Any
 import numpy as np
 
 from ..errors import InputError
+from ..outputs import atomic_path, write_text
 from ._common import as_numpy, channel_axis, image_shape, random_maps
 from .faithfulness import RISE_STEP, deletion, insertion
 from .pointing import energy_pointing_game, pointing_game
@@ -144,7 +145,7 @@ class Comparison:
             written.append(_csv(out / "sanity.csv", self.sanity.table()))
             written.append(sanity_figure(self.sanity, out / "sanity.png", image=image))
             text += [f"## Model-parameter randomisation ({self.sanity.order})", "", self.sanity_words(), ""]
-        (out / "report.md").write_text("\n".join(text))
+        write_text(out / "report.md", "\n".join(text))  # every file atomically: never a truncated report
         return [out / "report.md"] + written
 
     def _plot_curves(self, path: Path) -> Path:
@@ -163,12 +164,13 @@ class Comparison:
             ax.set_xlabel("fraction of pixels " + ("removed" if kind == "deletion" else "restored"))
             ax.set_ylabel("probability of the explained class")
             ax.legend(fontsize=7)
-        fig.savefig(path, dpi=100, bbox_inches="tight")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
         return path
 
 
 def _csv(path: Path, rows: list[dict[str, Any]]) -> Path:
-    with open(path, "w", newline="") as f:
+    with atomic_path(path) as tmp, open(tmp, "w", newline="") as f:
         if rows:
             w = csv.DictWriter(f, fieldnames=list(rows[0]))
             w.writeheader()

@@ -27,6 +27,7 @@ from typing import Any
 
 import numpy as np
 
+from .._locks import locked
 from ..errors import InputError
 from ._common import as_numpy, channel_axis, targets_of
 
@@ -158,7 +159,7 @@ def randomization_check(
     per: dict[str, list[list[np.ndarray]]] = {k: [[] for _ in methods] for k in MEASURES}
     maps: dict[str, list[np.ndarray]] = {m: [originals[m][1]] for m in methods}
     for chosen in sets:
-        with bk.randomized(model, chosen, seed):
+        with locked(model), bk.randomized(model, chosen, seed):  # no other thread sees the random weights
             for i, m in enumerate(methods):
                 signed, heat = run(m)
                 for k, v in similarity(originals[m][0], originals[m][1], signed, heat).items():
@@ -189,5 +190,8 @@ def sanity_figure(result: SanityResult, path: Any, index: int = 0, image: np.nda
             if j == 0:
                 ax.set_ylabel(m, fontsize=7)
     fig.suptitle(f"model-parameter randomisation ({result.order}): columns left to right randomise more", fontsize=8)
-    fig.savefig(path, dpi=100, bbox_inches="tight")
+    from ..outputs import atomic_path
+
+    with atomic_path(path) as tmp:  # never a truncated PNG
+        fig.savefig(tmp, dpi=100, bbox_inches="tight", format="png")
     return path
