@@ -24,6 +24,8 @@ from .api import (
     saliency,
     smoothgrad,
 )
+from .api import eigencam, gradcam_plus_plus, hirescam, input_x_gradient, integrated_gradients, layercam, scorecam, xgradcam
+
 from .errors import (
     GradsightError,
     GradsightWarning,
@@ -53,6 +55,14 @@ __all__ = [
     "guided_backprop",
     "gradcam",
     "guided_gradcam",
+    "gradcam_plus_plus",
+    "xgradcam",
+    "layercam",
+    "hirescam",
+    "eigencam",
+    "scorecam",
+    "integrated_gradients",
+    "input_x_gradient",
     "backward_rule",
     "Explanation",
     "METHODS",

@@ -24,6 +24,14 @@ __all__ = [
     "guided_backprop",
     "gradcam",
     "guided_gradcam",
+    "gradcam_plus_plus",
+    "xgradcam",
+    "layercam",
+    "hirescam",
+    "eigencam",
+    "scorecam",
+    "integrated_gradients",
+    "input_x_gradient",
 ]
 
 
@@ -155,6 +163,14 @@ deconvnet = _method_function("deconvnet")
 guided_backprop = _method_function("guided_backprop")
 gradcam = _method_function("gradcam")
 guided_gradcam = _method_function("guided_gradcam")
+gradcam_plus_plus = _method_function("gradcam_plus_plus")
+xgradcam = _method_function("xgradcam")
+layercam = _method_function("layercam")
+hirescam = _method_function("hirescam")
+eigencam = _method_function("eigencam")
+scorecam = _method_function("scorecam")
+integrated_gradients = _method_function("integrated_gradients")
+input_x_gradient = _method_function("input_x_gradient")
 
 
 @contextmanager

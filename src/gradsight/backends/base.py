@@ -67,6 +67,12 @@ class Ops:
         """Indices (N, k) of the k largest values of each row of ``t`` (N, C), largest first; no gradient."""
     def take_along(self, t: Tensor, idx: Tensor) -> Tensor:
         """``t[i, idx[i, j]]`` for ``t`` (N, C) and ``idx`` (N, k): (N, k), differentiable in ``t``."""
+    def min(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
+    def max(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
+    def safe_div(self, a: Tensor, b: Tensor) -> Tensor:
+        """``a / b`` where ``b != 0``, 0 where ``b == 0`` (broadcasting)."""
+    def resize(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
+        """Bilinear resize of (B, h, w) maps to (B, H, W), ``align_corners=False`` (as :func:`gradsight.render.resize`)."""
 
 
 @dataclass
@@ -187,6 +193,17 @@ class Backend(ABC):
         ``layer`` is what :meth:`resolve_layer` returned (``"auto"`` included).
         """
         raise NotImplementedError(f"the {self.name} backend cannot capture activations yet")
+
+    def forward_with_activation(
+        self, model: Any, x: Tensor, layer: Any, call: int = -1, output: int | str | None = None
+    ) -> tuple[Tensor, Tensor, str]:
+        """``(selected output, layer output at its call-th call, resolved layer name)``, forward only.
+
+        One forward pass where the backend can (methods that weigh a layer's channels without
+        a gradient: Eigen-CAM, Score-CAM); this default runs two.
+        """
+        activation, name = self.activations(model, x, layer, call)
+        return self.forward(model, x, output), activation, name
 
     @abstractmethod
     def backward_rule(self, model: Any, rule: Rule) -> AbstractContextManager[Any]:

@@ -12,10 +12,10 @@ import tensorflow as tf
 
 from ...errors import InputError, ModelError, SaturationWarning, warn
 from ...rules import Rule, RuleReport
-from ...targets import Target
+from ...targets import Target, select_output
 from ..base import Backend, Gradients
 from .capture import PATCHING, capture, capture_auto, chosen, named_layers, resolve_layer, wrap_call
-from .models import final_softmax, input_info, require_final_softmax
+from .models import final_softmax, input_info, require_final_softmax, strip_softmax
 from .ops import KerasOps
 from .rules import apply_rule
 from .trace import Request, forward, run
@@ -153,6 +153,18 @@ class KerasBackend(Backend):
 
     def forward(self, model: keras.Model, x: tf.Tensor, output: int | str | None = None) -> tf.Tensor:
         return forward(model, x, output, self._training, self._logits)
+
+    def forward_with_activation(
+        self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1, output: int | str | None = None
+    ) -> tuple[Any, tf.Tensor, str]:
+        with PATCHING, ExitStack() as stack:
+            if self._logits:
+                stack.enter_context(strip_softmax(model))
+            auto = stack.enter_context(capture_auto(model)) if layer == "auto" else None
+            cap = None if auto is not None else stack.enter_context(capture(layer[1], layer[0]))
+            outputs = select_output(model(x, training=self._training), output)
+        activation, name = chosen(model, auto, cap, call)
+        return outputs, activation, name
 
     def activations(self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1) -> tuple[tf.Tensor, str]:
         with PATCHING, ExitStack() as stack:

@@ -53,10 +53,17 @@ class TorchOps(Ops):
         return (t > 0).to(t.dtype)
 
     def from_numpy(self, a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(a, device=like.device, dtype=like.dtype)
+        t = torch.as_tensor(a, device=like.device, dtype=like.dtype)
+        # new batches keep a channels-last input's memory layout (mixing layouts is slow)
+        return t.contiguous(memory_format=torch.channels_last) if a.ndim == 4 and _channels_last(like) else t
 
     def tile_batch(self, t: torch.Tensor, k: int) -> torch.Tensor:
-        return t.repeat(k, *([1] * (t.dim() - 1)))
+        if not _channels_last(t):
+            return t.repeat(k, *([1] * (t.dim() - 1)))
+        out = torch.empty((k * t.shape[0],) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device,
+                          memory_format=torch.channels_last)  # repeat() would return NCHW
+        out.view((k,) + tuple(t.shape)).copy_(t)
+        return out
 
     def reshape(self, t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         return t.reshape(shape)
@@ -72,6 +79,24 @@ class TorchOps(Ops):
 
     def take_along(self, t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return t.gather(1, idx)
+
+    def min(self, t: torch.Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> torch.Tensor:
+        return t.amin(dim=axis, keepdim=keepdims)
+
+    def max(self, t: torch.Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> torch.Tensor:
+        return t.amax(dim=axis, keepdim=keepdims)
+
+    def safe_div(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.where(b != 0, a / torch.where(b != 0, b, torch.ones_like(b)), torch.zeros_like(b))
+
+    def resize(self, maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        out = torch.nn.functional.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)
+        return out[:, 0]
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    """True for a 4-D tensor stored NHWC (``memory_format=torch.channels_last``) and not NCHW."""
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
 
 
 BATCHED_BACKWARD = True
@@ -290,6 +315,24 @@ class TorchBackend(Backend):
     def forward(self, model: torch.nn.Module, x: torch.Tensor, output: int | str | None = None) -> torch.Tensor:
         with torch.no_grad():
             return _check_tensors(select_output(model(x), output))
+
+    def forward_with_activation(
+        self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1, output: int | str | None = None
+    ) -> tuple[Any, torch.Tensor, str]:
+        with torch.no_grad():
+            if layer == "auto":
+                with capture_auto(model) as seen:
+                    raw = model(x)
+                if not seen:
+                    raise auto_layer_error(model)
+                name = seen[-1].name
+                chosen = Capture(name, [s for s in seen if s.name == name]).get(call)
+                if chosen.tensor._version == chosen.version:
+                    return _check_tensors(select_output(raw, output)), chosen.tensor, name
+                layer = resolve_layer(model, name)  # changed in place after capture: copy it this time
+            with capture(layer[1], layer[0]) as cap:
+                raw = model(x)
+        return _check_tensors(select_output(raw, output)), cap.get(call), cap.name
 
     def activations(self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1) -> tuple[torch.Tensor, str]:
         with torch.no_grad():
