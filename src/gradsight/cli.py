@@ -69,12 +69,12 @@ def build_parser() -> argparse.ArgumentParser:
     ex = subs.add_parser(
         "explain", parents=[model, debug], help="explain a model's decisions on image files",
         description="Explain a model's decision on each image: writes OUT/<stem>_<method>.png (the picture of "
-                    "one method), or OUT/<stem>_grid.png for --method all (input and all six methods).",
+                    "one method), or OUT/<stem>_grid.png for several (input and one picture per method).",
     )
     ex.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
     ex.add_argument("--method", default="gradcam", metavar="NAME",
-                    help="saliency, smoothgrad, deconvnet, guided_backprop, gradcam, guided_gradcam, or 'all' "
-                         "(default: gradcam)")
+                    help="a method (gradsight.METHODS), a comma-separated list, or a group: 'all' (the six classic "
+                         "methods), 'cams', 'gradients', 'every' (default: gradcam)")
     ex.add_argument("--target", default="top1", metavar="top1|INT|detection",
                     help="class to explain: each image's top-1 prediction (default) or a class index; "
                          "'detection' for YOLO-style detectors: one picture per detected box")
@@ -234,14 +234,14 @@ def _explain(args: argparse.Namespace) -> None:
     from . import render
     from .backends.base import backend_for
     from .demo.runner import TITLES, explain_methods, method_row, picture
-    from .methods import METHODS, get_method
+    from .methods import METHODS, method_names
     from .models import preprocess
 
     if args.target == "detection" or args.model == "demo-detector":
         from .detection_cli import explain_detector
 
         return explain_detector(args)
-    methods = list(METHODS) if args.method == "all" else [get_method(args.method).name]
+    methods = method_names(args.method)
     target = _parse_target(args.target)
     if args.size is not None and args.size < 8:
         raise InputError(f"--size must be at least 8 pixels; got {args.size}")
@@ -284,7 +284,7 @@ def _explain(args: argparse.Namespace) -> None:
                                    done=lambda _m, k=len(chunk): bar.update(k))
             first = next(iter(exps.values()))
             for i, name in enumerate(names[start:start + len(chunk)]):
-                if args.method == "all":
+                if len(methods) > 1:
                     row = method_row(exps, i, shown[i], args.cmap, args.alpha)
                     written = [render.save_png(render.grid([row], titles=titles), out / f"{name}_grid.png")]
                 else:

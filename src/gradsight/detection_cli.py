@@ -82,10 +82,10 @@ def explain_detector(args: argparse.Namespace) -> None:
     from .cli import MIN_PICTURE, _check_images, _load, _read_image, _stems
     from .demo.runner import TITLES, picture
     from .detection import explain_detections
-    from .methods import METHODS, get_method
+    from .methods import METHODS, method_names
     from .models import preprocess
 
-    methods = list(METHODS) if args.method == "all" else [get_method(args.method).name]
+    methods = method_names(args.method)
     if args.target not in ("detection", "top1"):
         raise InputError(f"a detector explains its detected boxes: use --target detection (got {args.target!r}).")
     if not 0.0 < args.conf <= 1.0 or not 0.0 < args.nms <= 1.0:
@@ -128,7 +128,7 @@ def explain_detector(args: argparse.Namespace) -> None:
             colour = BOX_COLOURS[int(cls) % len(BOX_COLOURS)]
             tiles = [draw_box(picture(r.explanation, j, shown, args.cmap, args.alpha), box, draw / size, label, colour)
                      for r in results.values()]
-            if args.method == "all":
+            if len(methods) > 1:
                 first = draw_box(Image.fromarray(shown), box, draw / size, label, colour)
                 titles = [TITLES["input"]] + [TITLES[m] for m in methods]
                 written = [render.save_png(render.grid([[first] + tiles], titles=titles), out / f"{name}_box{j}_grid.png")]

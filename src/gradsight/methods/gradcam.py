@@ -28,15 +28,27 @@ def gradcam(
     layer: Any = None,
     call: int = -1,
     gate: str | None = None,
+    guided: bool = False,
     output: Any = None,
 ) -> MethodResult:
     """Class activation map at ``layer``: ReLU(sum_k alpha_k A_k), alpha_k = mean dy/dA_k.
 
     With ``gate="guided"`` the gradients are first kept only where A > 0 and dy/dA > 0.
     ``attributions`` is the map at the layer's resolution, (N, h, w), unnormalised;
-    (N, k, h, w) for targets with k scores per sample.
+    (N, k, h, w) for targets with k scores per sample. ``layer=[...]``: each layer's map
+    resized to the input, min-max normalised, averaged ((N, H, W)). ``guided=True``:
+    guided backprop times the map resized to the input (guided Grad-CAM).
     """
     check_gate(gate)
+    if guided or isinstance(layer, (list, tuple)):
+        from ._cam import gradient_cam
+
+        def weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...]) -> Any:
+            G = ops.relu(G) * ops.step(A) if gate == "guided" else G
+            return ops.relu(ops.sum(ops.mean(G, spatial, keepdims=True) * A, axis=ch))
+
+        return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
+                            name="gradcam", weigh=weigh)
     ref = bk.resolve_layer(model, "auto" if layer is None else layer)
     g = bk.gradients(model, x, target, layer=ref, call=call, wrt_input=False, output=output)
     return cam_from(bk, model, x, g, gate)

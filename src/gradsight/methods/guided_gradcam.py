@@ -29,8 +29,15 @@ def guided_gradcam(
 
     One forward pass: the gradient at the layer is the plain one (Grad-CAM's), the input
     gradient the guided one; ``extras["cam"]`` is the Grad-CAM map at the layer.
+    ``layer=[...]``: the Grad-CAM maps of the layers resized to the input, min-max
+    normalised and averaged, then multiplied with guided backprop.
     """
     from .. import render
+
+    if isinstance(layer, (list, tuple)):
+        from .gradcam import gradcam
+
+        return gradcam(bk, model, x, target, layer=layer, call=call, gate=gate, guided=True, output=output)
 
     size = spatial_size(bk, model, tuple(bk.ops.shape(x)))
     if size is None or len(bk.ops.shape(x)) != 4:
