@@ -84,7 +84,7 @@ def baseline_array(bk: Backend, model: Any, x: Any, baseline: Any, seed: int | N
         baseline = baseline.detach().cpu().numpy()
     try:
         arr = np.asarray(baseline, dtype=np.float32)
-        return np.ascontiguousarray(np.broadcast_to(arr, shape))
+        return np.array(np.broadcast_to(arr, shape))  # a writable copy
     except (TypeError, ValueError):
         raise InputError(
             f"baseline must be a number, an array broadcastable to x's shape {shape} (model layout), 'blur' or "
