@@ -13,7 +13,14 @@ import argparse
 from pathlib import Path
 
 from gradsight import render
-from gradsight.demo.runner import DEMO_SEED, TITLES, demo_images, display_images, explain_methods, method_row
+from gradsight.demo.runner import (
+    DEMO_SEED,
+    TITLES,
+    demo_images,
+    display_images,
+    explain_methods,
+    method_row,
+)
 from gradsight.methods import GROUPS
 from gradsight.models import load_model, preprocess
 

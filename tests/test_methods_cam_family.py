@@ -143,6 +143,15 @@ def test_eigencam_matches_reference_and_ignores_target(net, x):
         np.testing.assert_allclose(exp.scores, net(x)[torch.arange(3), torch.tensor(TARGETS)].numpy(), rtol=1e-6)
 
 
+_REAL_SVD = np.linalg.svd
+
+
+def _flipped_svd(m, full_matrices=True):
+    """numpy's SVD with both singular vectors' signs flipped (an equally valid SVD)."""
+    u, s, vt = _REAL_SVD(m, full_matrices=full_matrices)
+    return -u, s, -vt
+
+
 def test_eigencam_sign_rule(monkeypatch):
     """An SVD's sign is arbitrary: the map must correlate positively with sum_k A_k, for any sign
     the activations' principal direction has (here both signs of a rank-one blob pattern)."""
@@ -158,10 +167,8 @@ def test_eigencam_sign_rule(monkeypatch):
         if direction.sum() > 0:  # the blob is where the channel sum is high: the map lights it
             assert np.unravel_index(m.argmax(), m.shape) in {(1, 3), (1, 4), (2, 3), (2, 4)}
         # the rule, not the SVD routine, picks the sign: an SVD returning the opposite sign gives the same map
-        real = np.linalg.svd
         with monkeypatch.context() as mp:
-            mp.setattr(np.linalg, "svd", lambda m_, full_matrices=True: tuple(
-                v if i == 1 else -v for i, v in enumerate(real(m_, full_matrices=full_matrices))))
+            mp.setattr(np.linalg, "svd", _flipped_svd)
             np.testing.assert_allclose(principal_maps(a)[0], m)
 
 
@@ -272,8 +279,8 @@ def test_integrated_gradients_baselines_and_delta(net, x):
     exp = gs.integrated_gradients(net, x, target=TARGETS, steps=8, baseline="uniform", seed=3)
     again = gs.integrated_gradients(net, x, target=TARGETS, steps=8, baseline="uniform", seed=3, batch_size=5)
     assert_rel(again.attributions, exp.attributions, 1e-5)
-    from gradsight.methods.integrated_gradients import baseline_array
     from gradsight.backends.torch import TorchBackend
+    from gradsight.methods.integrated_gradients import baseline_array
 
     b = baseline_array(TorchBackend(), net, x, "uniform", 3)
     assert (b.reshape(3, -1).min(1) >= x.numpy().reshape(3, -1).min(1)).all()

@@ -25,9 +25,17 @@ from ..backends.base import Backend, Gradients
 from ..errors import InputError, ModelError, UnknownOptionError
 from ..rules import RULES
 from ..targets import Target
-from ._common import MethodResult, finish, input_channel_axis, input_heatmaps, per_target, spatial_size, warn_zero
+from ._common import (
+    MethodResult,
+    finish,
+    input_channel_axis,
+    input_heatmaps,
+    per_target,
+    spatial_size,
+    warn_zero,
+)
 
-__all__ = ["LayerMap", "run_cam", "gradient_cam", "layer_tensors", "canonical_activation", "check_4d"]
+__all__ = ["LayerMap", "canonical_activation", "check_4d", "gradient_cam", "layer_tensors", "run_cam"]
 
 Weigh = Callable[[Any, Any, Any, int, tuple[int, ...]], Any]
 

@@ -9,7 +9,7 @@ import numpy as np
 from ..backends.base import Backend
 from ..targets import Target
 from ._cam import LayerMap, canonical_activation, check_4d, run_cam
-from ._common import outputs_numpy, MethodResult
+from ._common import MethodResult, outputs_numpy
 
 NOTE = "eigencam ignores the target: its map is the layer's first principal component (targets/scores are reported only)"
 
