@@ -256,3 +256,81 @@ def keras_cases(model: Any, x: np.ndarray, target: list[int], layer: str, quick:
         "floor": ig_floor,
     }
     return cases
+
+
+# --------------------------------------------------------------------------- memory (PyTorch)
+# python benchmarks/cam_family.py --memory: one fresh process per cell, peak RSS growth of the call.
+
+
+def _status_kib(key: str) -> int | None:
+    from pathlib import Path
+
+    for line in Path("/proc/self/status").read_text().splitlines():
+        if line.startswith(key + ":"):
+            return int(line.split()[1])
+    return None
+
+
+def memory_probe(spec: dict[str, Any]) -> dict[str, Any]:
+    """Integrated Gradients at ``steps``, or Score-CAM at a layer of C channels, in this process."""
+    import gc
+    import sys
+    import time
+    from pathlib import Path
+
+    import torch
+
+    sys.path.insert(0, str(Path(__file__).resolve().parent))
+    from models import cifar_resnet
+
+    import gradsight as gs
+
+    model = cifar_resnet(functional=False)
+    x = torch.randn((spec["images"], 3, 32, 32), generator=torch.Generator().manual_seed(1))
+    t = [i % 10 for i in range(spec["images"])]
+
+    def run(x: Any, t: list[int]) -> None:
+        if spec["method"] == "integrated_gradients":
+            gs.integrated_gradients(model, x, target=t, steps=spec["steps"], batch_size=spec["batch_size"])
+        else:
+            gs.scorecam(model, x, target=t, layer=spec["layer"], batch_size=spec["batch_size"])
+
+    run(x[:1], t[:1])
+    gc.collect()
+    Path("/proc/self/clear_refs").write_text("5")
+    before = _status_kib("VmRSS")
+    t0 = time.perf_counter()
+    run(x, t)
+    return {"growth_mib": ((_status_kib("VmHWM") or 0) - (before or 0)) / 1024, "seconds": time.perf_counter() - t0}
+
+
+def memory_table(images: int = 8, batch_size: int = 64) -> str:
+    import json
+    import subprocess
+    import sys
+
+    cells = [
+        ("integrated_gradients", {"steps": 16}, "steps=16"), ("integrated_gradients", {"steps": 128}, "steps=128"),
+        ("scorecam", {"layer": "layer1"}, "C=16 (layer1)"), ("scorecam", {"layer": "layer3"}, "C=64 (layer3)"),
+    ]
+    lines = [f"CIFAR ResNet-20, {images} images, batch_size={batch_size}; peak RSS growth of the call (VmHWM reset).", "",
+             "| method | setting | growth MiB | seconds |", "|---|---|---:|---:|"]
+    for method, extra, label in cells:
+        spec = {"method": method, "images": images, "batch_size": batch_size, **extra}
+        out = subprocess.run([sys.executable, __file__, "--memory-probe", json.dumps(spec)],
+                             capture_output=True, text=True, check=True).stdout.strip().splitlines()[-1]
+        r = json.loads(out)
+        lines.append(f"| {method} | {label} | {r['growth_mib']:.1f} | {r['seconds']:.1f} |")
+    return "\n".join(lines) + "\n"
+
+
+if __name__ == "__main__":
+    import json
+    import sys
+
+    if len(sys.argv) > 2 and sys.argv[1] == "--memory-probe":
+        print(json.dumps(memory_probe(json.loads(sys.argv[2]))))
+    elif len(sys.argv) > 1 and sys.argv[1] == "--memory":
+        print(memory_table())
+    else:
+        print(__doc__)
