@@ -25,7 +25,6 @@ from .api import (
     smoothgrad,
 )
 from .api import eigencam, gradcam_plus_plus, hirescam, input_x_gradient, integrated_gradients, layercam, scorecam, xgradcam
-
 from .errors import (
     GradsightError,
     GradsightWarning,

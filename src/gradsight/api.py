@@ -59,7 +59,9 @@ def explain(
         expects. Never modified.
     method:
         One of ``saliency``, ``smoothgrad``, ``deconvnet``, ``guided_backprop``,
-        ``gradcam``, ``guided_gradcam``.
+        ``gradcam``, ``guided_gradcam``, ``gradcam_plus_plus``, ``xgradcam``, ``layercam``,
+        ``hirescam``, ``eigencam``, ``scorecam``, ``integrated_gradients``,
+        ``input_x_gradient`` (``gs.METHODS`` lists them with their options).
     target:
         None (each sample's top-1 class), an int, N ints, a callable
         ``outputs -> (N,)`` scores, or a :class:`gradsight.targets.Target`:
@@ -67,7 +69,8 @@ def explain(
         batch axis), ``Segmentation``, ``Detection`` (YOLO-style heads).
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
-        layer object, or None/"auto" for the last layer with a 4-D spatial output.
+        layer object, or None/"auto" for the last layer with a 4-D spatial output. CAM
+        methods also take a list of them (maps upsampled, min-max normalised, averaged).
     output:
         For models with several outputs: the index or key of the one to explain, or a
         tuple of them (a ``Detection`` target over several scales selects them all).
