@@ -49,7 +49,8 @@ CASES: dict[str, tuple[str, dict[str, Any], Any]] = {
                                      "base_options": {"steps": 3, "rule": "riemann_middle"}}, TARGET),
     "gradcam_layers": ("gradcam", {"layer": ["conv3", "relu4"]}, TARGET),
     "layercam_guided": ("layercam", {"layer": "relu4", "guided": True}, TARGET),
-    "eigencam_layers_guided": ("eigencam", {"layer": ["conv3", "relu4"], "guided": True}, TARGET),
+    "eigencam_layers": ("eigencam", {"layer": ["conv3", "relu4"]}, TARGET),
+    "scorecam_guided": ("scorecam", {"layer": "relu4", "batch_size": 64, "guided": True}, TARGET),
 }
 
 
