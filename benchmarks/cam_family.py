@@ -136,7 +136,7 @@ def torch_rows(s: Any, model: Any, x: Any, t: list[int], layer: Any, floor_gradc
     ixg = Group("input_x_gradient", {"gs input_x_gradient": explain("input_x_gradient"),
                                      "floor input_x_gradient": lambda: fl["input_x_gradient"](model, x, t)})
     xs, ts = x[: s.sg_images].contiguous(), t[: s.sg_images]
-    steps = s.sg_samples
+    steps = 2 * s.sg_samples  # IG's fixed cost (2 forwards of N: y(x), y(x')) is ~2 / (3 steps) of the floor
     ig = Group("integrated_gradients", {
         "gs integrated_gradients": explain("integrated_gradients", xs, ts, steps=steps, batch_size=s.sg_batch),
         "floor integrated_gradients": lambda: fl["integrated_gradients"](model, xs, ts, steps, s.sg_batch),
