@@ -14,11 +14,12 @@ from ...errors import InputError, ModelError, SaturationWarning, warn
 from ...rules import Rule, RuleReport
 from ...targets import Target, select_output
 from ..base import Backend, Gradients
+from .compiled import forward as compiled_forward
 from .capture import PATCHING, capture, capture_auto, chosen, named_layers, resolve_layer, wrap_call
 from .models import final_softmax, input_info, require_final_softmax, strip_softmax
 from .ops import KerasOps
 from .rules import apply_rule
-from .trace import Request, forward, run
+from .trace import Request, run
 
 __all__ = ["KerasBackend"]
 
@@ -152,7 +153,7 @@ class KerasBackend(Backend):
         )
 
     def forward(self, model: keras.Model, x: tf.Tensor, output: int | str | None = None) -> tf.Tensor:
-        return forward(model, x, output, self._training, self._logits)
+        return compiled_forward(model, x, output, self._training, self._logits)  # traced when repeated
 
     def forward_with_activation(
         self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1, output: int | str | None = None
