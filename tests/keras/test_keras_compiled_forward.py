@@ -36,7 +36,7 @@ def test_second_call_is_traced_and_equal():
     eager = model(x, training=False).numpy()
     first, second, third = (gs.predict(model, x) for _ in range(3))
     entries = list(compiled._CACHE[model].values())
-    assert len(entries) == 1 and isinstance(entries[0], tf.types.experimental.PolymorphicFunction)
+    assert len(entries) == 1 and isinstance(entries[0][0], tf.types.experimental.PolymorphicFunction)
     for out in (first, second, third):
         np.testing.assert_allclose(out, eager, rtol=1e-6, atol=1e-6)
 
@@ -48,3 +48,14 @@ def test_untraceable_model_stays_eager():
     for _ in range(3):
         np.testing.assert_allclose(gs.predict(model, x), eager, rtol=1e-6, atol=1e-6)
     assert list(compiled._CACHE[model].values()) == ["eager"]
+
+
+def test_eigencam_traced_capture_equals_eager():
+    """Eigen-CAM's forward with a captured layer: the traced call returns the eager numbers and name."""
+    model = _model()
+    x = np.random.default_rng(2).normal(size=(2, 6, 6, 3)).astype(np.float32)
+    runs = [gs.eigencam(model, x, layer="conv") for _ in range(3)]
+    assert any(isinstance(e, tuple) for e in compiled._CACHE[model].values())
+    for r in runs[1:]:
+        assert r.layer == "conv"
+        np.testing.assert_allclose(r.attributions, runs[0].attributions, rtol=1e-5, atol=1e-6)

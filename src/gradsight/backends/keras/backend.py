@@ -12,11 +12,12 @@ import tensorflow as tf
 
 from ...errors import InputError, ModelError, SaturationWarning, warn
 from ...rules import Rule, RuleReport
-from ...targets import Target, select_output
+from ...targets import Target
 from ..base import Backend, Gradients
 from .compiled import forward as compiled_forward
+from .compiled import forward_with_activation as compiled_forward_with_activation
 from .capture import PATCHING, capture, capture_auto, chosen, named_layers, resolve_layer, wrap_call
-from .models import final_softmax, input_info, require_final_softmax, strip_softmax
+from .models import final_softmax, input_info, require_final_softmax
 from .ops import KerasOps
 from .rules import apply_rule
 from .trace import Request, run
@@ -158,14 +159,7 @@ class KerasBackend(Backend):
     def forward_with_activation(
         self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1, output: int | str | None = None
     ) -> tuple[Any, tf.Tensor, str]:
-        with PATCHING, ExitStack() as stack:
-            if self._logits:
-                stack.enter_context(strip_softmax(model))
-            auto = stack.enter_context(capture_auto(model)) if layer == "auto" else None
-            cap = None if auto is not None else stack.enter_context(capture(layer[1], layer[0]))
-            outputs = select_output(model(x, training=self._training), output)
-        activation, name = chosen(model, auto, cap, call)
-        return outputs, activation, name
+        return compiled_forward_with_activation(model, x, layer, call, output, self._training, self._logits)
 
     def activations(self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1) -> tuple[tf.Tensor, str]:
         with PATCHING, ExitStack() as stack:

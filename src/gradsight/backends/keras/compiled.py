@@ -12,14 +12,19 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
+from collections.abc import Callable
+from contextlib import ExitStack
 from typing import Any
 
 import keras
 import tensorflow as tf
 
+from ...targets import select_output
+from .capture import PATCHING, capture, capture_auto, chosen
+from .models import strip_softmax
 from .trace import forward as eager_forward
 
-__all__ = ["forward"]
+__all__ = ["forward", "forward_with_activation"]
 
 MAX_ENTRIES = 8
 _CACHE: weakref.WeakKeyDictionary[keras.Model, OrderedDict] = weakref.WeakKeyDictionary()
@@ -36,9 +41,33 @@ class _Body:
         return eager_forward(self.model(), x, self.output, self.training, self.logits)
 
 
-def forward(model: keras.Model, x: tf.Tensor, output: Any, training: bool | None, logits: bool) -> Any:
-    """The selected output for ``x``: eagerly at a key's first call, traced from its second."""
-    key = (output if not isinstance(output, list) else tuple(output), training, logits, tuple(x.shape), x.dtype.name)
+def eager_forward_with_activation(
+    model: keras.Model, x: tf.Tensor, layer: Any, call: int, output: Any, training: bool | None, logits: bool
+) -> tuple[Any, tf.Tensor, str]:
+    """(selected output, the layer's output at its call-th call, layer name) from one forward pass."""
+    with PATCHING, ExitStack() as stack:
+        if logits:
+            stack.enter_context(strip_softmax(model))
+        auto = stack.enter_context(capture_auto(model)) if layer == "auto" else None
+        cap = None if auto is not None else stack.enter_context(capture(layer[1], layer[0]))
+        outputs = select_output(model(x, training=training), output)
+    activation, name = chosen(model, auto, cap, call)
+    return outputs, activation, name
+
+
+class _CaptureBody:
+    def __init__(self, model: keras.Model, layer: Any, call: int, output: Any, training: bool | None, logits: bool) -> None:
+        self.model = weakref.ref(model)
+        self.args = (layer, call, output, training, logits)
+        self.name = ""
+
+    def __call__(self, x: tf.Tensor) -> Any:
+        outputs, activation, self.name = eager_forward_with_activation(self.model(), x, *self.args)
+        return outputs, activation
+
+
+def _cached(model: keras.Model, key: tuple, x: tf.Tensor, make: Callable[[], Any], eager: Callable[[], Any]) -> Any:
+    """``eager()`` at a key's first call (and for untraceable models), the traced ``make()`` from its second."""
     entries = _CACHE.setdefault(model, OrderedDict())
     entry = entries.get(key)
     if entry is None or entry == "eager":
@@ -46,14 +75,42 @@ def forward(model: keras.Model, x: tf.Tensor, output: Any, training: bool | None
             entries[key] = "seen"
             while len(entries) > MAX_ENTRIES:
                 entries.popitem(last=False)
-        return eager_forward(model, x, output, training, logits)
+        return None, eager()
     if entry == "seen":
-        spec = [tf.TensorSpec(x.shape, x.dtype)]
-        entry = entries[key] = tf.function(_Body(model, output, training, logits), input_signature=spec,
-                                           autograph=False)
+        entry = entries[key] = make()
     entries.move_to_end(key)
     try:
-        return entry(x)
+        return entry, entry[0](x)
     except Exception:  # noqa: BLE001 - not traceable (e.g. .numpy() in call): eager from now on
         entries[key] = "eager"
-        return eager_forward(model, x, output, training, logits)
+        return None, eager()
+
+
+def _compile(body: Any, x: tf.Tensor) -> tuple[Any, Any]:
+    return tf.function(body, input_signature=[tf.TensorSpec(x.shape, x.dtype)], autograph=False), body
+
+
+def forward(model: keras.Model, x: tf.Tensor, output: Any, training: bool | None, logits: bool) -> Any:
+    """The selected output for ``x``: eagerly at a key's first call, traced from its second."""
+    key = ("forward", output if not isinstance(output, list) else tuple(output), training, logits, tuple(x.shape),
+           x.dtype.name)
+    _, out = _cached(model, key, x, lambda: _compile(_Body(model, output, training, logits), x),
+                     lambda: eager_forward(model, x, output, training, logits))
+    return out
+
+
+def forward_with_activation(
+    model: keras.Model, x: tf.Tensor, layer: Any, call: int, output: Any, training: bool | None, logits: bool
+) -> tuple[Any, tf.Tensor, str]:
+    """:func:`eager_forward_with_activation`, traced from a key's second call."""
+    path = layer if layer == "auto" else layer[0]
+    key = ("capture", path, call, output if not isinstance(output, list) else tuple(output), training, logits,
+           tuple(x.shape), x.dtype.name)
+    entry, out = _cached(
+        model, key, x, lambda: _compile(_CaptureBody(model, layer, call, output, training, logits), x),
+        lambda: eager_forward_with_activation(model, x, layer, call, output, training, logits),
+    )
+    if entry is None:
+        return out
+    outputs, activation = out
+    return outputs, activation, entry[1].name
