@@ -28,7 +28,7 @@ sys.path.insert(0, str(Path(__file__).resolve().parent))
 from models import cifar_resnet, resnet50  # noqa: E402
 
 import gradsight as gs  # noqa: E402
-from gradsight.backends.torch import backend as torch_backend  # noqa: E402
+from gradsight.backends.torch import looped_backward  # noqa: E402
 
 
 def _time(fn) -> float:
@@ -64,11 +64,8 @@ def main() -> None:
                 gs.explain(model, x, method, target=classes[:, j].tolist())
 
         def run_looped() -> None:
-            torch_backend.BATCHED_BACKWARD = False
-            try:
+            with looped_backward():
                 run_top()
-            finally:
-                torch_backend.BATCHED_BACKWARD = True
 
         run_one()
         one, topk, looped, calls = [], [], [], []

@@ -41,10 +41,11 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
-import gradsight as gs  # noqa: E402
 from cam_family import TARGETS as CAM_FAMILY_TARGETS  # noqa: E402
 from cam_family import torch_rows as cam_family_rows  # noqa: E402
 from models import cifar_resnet, resnet50  # noqa: E402
+
+import gradsight as gs  # noqa: E402
 
 # The targets (gradsight / floor).
 TARGETS = {"saliency": 1.10, "gradcam": 1.10, "smoothgrad": 1.10, "deconvnet": 1.15, "guided_backprop": 1.15}

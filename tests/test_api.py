@@ -68,3 +68,31 @@ def test_explanation_overlay_save_and_png(tmp_path):
     assert "layer='conv'" in repr(exp) and len(exp) == 2
     with pytest.raises(ValueError, match="3 images for 2"):
         exp.overlay(np.zeros((3, 8, 8, 3), np.uint8))
+
+
+def test_every_method_has_a_function_with_its_options_as_keywords() -> None:
+    """``help(gs.<method>)`` shows the method's real parameters, not ``**options`` alone."""
+    import inspect
+
+    session = ["output", "eval_mode", "logits"]
+    for name, spec in gs.METHODS.items():
+        fn = getattr(gs, name)
+        params = inspect.signature(fn).parameters
+        keywords = [p for p, v in params.items() if v.kind is inspect.Parameter.KEYWORD_ONLY]
+        expected = [o for o in spec.options if o != "output"]
+        assert keywords == expected + session, name
+        assert [params[o].default for o in expected] == [spec.options[o] for o in expected], name
+        assert "Parameters\n    ----------" in fn.__doc__, name
+        assert not any(f"{{{part}}}" in fn.__doc__ for part in ("common", "session", "layer")), name
+
+
+def test_methods_do_not_import_render() -> None:
+    """Methods make heat maps with gradsight.maps (numpy only); render (PIL, matplotlib) stays unloaded."""
+    import subprocess
+    import sys
+
+    code = (
+        "import sys, numpy as np, gradsight.methods, gradsight.api; "
+        "assert 'gradsight.render' not in sys.modules and 'PIL' not in sys.modules, sorted(sys.modules)"
+    )
+    subprocess.run([sys.executable, "-c", code], check=True)

@@ -18,6 +18,7 @@ from gradsight.errors import InputError, LayerNotFoundError, ModelError  # noqa:
 from gradsight.inspect import activations, filters, hidden_units, unit_lines, weight_stats  # noqa: E402
 from helpers import assert_rel  # noqa: E402
 
+
 @pytest.fixture(scope="module")
 def twins():
     return load_demo_model(), load_keras_demo_model()

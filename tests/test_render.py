@@ -42,7 +42,7 @@ def test_import_is_light():
 def test_all_is_complete():
     assert sorted(render.__all__) == sorted(
         ["normalize", "normalize_signed", "resize", "reduce_channels", "colorize",
-         "colorize_signed", "to_rgb_uint8", "overlay", "grid", "save_png"]
+         "colorize_signed", "to_rgb_uint8", "displayable", "overlay", "grid", "save_png"]
     )
     for name in render.__all__:
         assert callable(getattr(render, name))

@@ -8,13 +8,13 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from detection_refs import cell_weights, decoded_box, random_tiny_yolo
-from helpers import assert_rel
 
 import gradsight as gs
+from detection_refs import cell_weights, decoded_box, random_tiny_yolo
 from gradsight.demo.detector import CONFIG, WEIGHTS_PATH
 from gradsight.detection import Detections, YoloConfig, average_precision, box_iou, detect, mean_average_precision, nms
 from gradsight.targets import Detection
+from helpers import assert_rel
 
 SLOPE = 0.1
 

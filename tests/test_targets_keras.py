@@ -13,13 +13,12 @@ tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 torch = pytest.importorskip("torch")
 
-from detection_refs import best_class, cell_weights, decoded_box, random_tiny_yolo  # noqa: E402
-from helpers import assert_rel  # noqa: E402
-
 import gradsight as gs  # noqa: E402
+from detection_refs import best_class, cell_weights, decoded_box, random_tiny_yolo  # noqa: E402
 from gradsight.demo.detector import CONFIG  # noqa: E402
 from gradsight.demo.keras_detector import build_keras_detector, convert_state_dict, read_torch_state_dict  # noqa: E402
 from gradsight.targets import ClassTarget, Detection, Segmentation, TopK  # noqa: E402
+from helpers import assert_rel  # noqa: E402
 
 K = 3
 SLOPE = 0.1

@@ -8,13 +8,13 @@ import pytest
 import torch
 import torch.nn as nn
 import torch.nn.functional as F
-from detection_refs import best_class, cell_weights, decoded_box
-from helpers import assert_rel
-from torch_nets import FunctionalNet, InplaceReusedNet, make
 
 import gradsight as gs
+from detection_refs import best_class, cell_weights, decoded_box
 from gradsight.detection import YoloConfig
 from gradsight.targets import ClassTarget, Detection, Segmentation, TopK
+from helpers import assert_rel
+from torch_nets import FunctionalNet, InplaceReusedNet, make
 
 K = 3
 ALL_METHODS = ["saliency", "deconvnet", "guided_backprop", "gradcam", "guided_gradcam", "smoothgrad"]

@@ -8,9 +8,9 @@ import numpy as np
 import pytest
 import torch
 import torch.nn as nn
-from torch_nets import InplaceReusedNet, ModuleReluNet, make
 
 import gradsight as gs
+from torch_nets import InplaceReusedNet, ModuleReluNet, make
 
 
 @pytest.fixture

@@ -1,5 +1,9 @@
 """The user's model is exactly as before after explain(): success and every failure kind,
-for every method (a generated matrix comparing a full fingerprint)."""
+for every method (a generated matrix comparing a full fingerprint).
+
+Every cell of the matrix reaches the model's forward pass (checked), so each one tests
+restoring a model that gradsight changed; errors raised before the model runs (a bad
+option, a bad input, an unknown layer name) are checked once each, separately."""
 
 from __future__ import annotations
 
@@ -14,13 +18,16 @@ import gradsight as gs
 
 
 class Boom(nn.Module):
-    """Raises mid-forward when armed (a module failing inside the user's model)."""
+    """Raises mid-forward when armed (a module failing inside the user's model); counts its calls."""
+
+    calls = 0  # on the class: an instance attribute would show in the fingerprint
 
     def __init__(self) -> None:
         super().__init__()
         self.armed: type[BaseException] | None = None
 
     def forward(self, x):
+        Boom.calls += 1
         if self.armed is not None:
             raise self.armed("boom")
         return x
@@ -72,7 +79,14 @@ def _digest(t: torch.Tensor) -> str:
     return hashlib.sha1(t.detach().cpu().contiguous().numpy().tobytes()).hexdigest()
 
 
-FAILURES = ["none", "bad_target", "target_length", "bad_layer", "bad_option", "raises", "keyboard_interrupt", "bad_input"]
+FAILURES = ["none", "bad_target", "target_length", "layer_not_called", "raises", "keyboard_interrupt"]
+CELLS = [
+    (method, failure)
+    for method in gs.METHODS
+    for failure in FAILURES
+    if failure != "layer_not_called" or gs.METHODS[method].uses_layer  # a layer option exists
+]
+BEFORE_FORWARD = ["bad_layer", "bad_option", "bad_input"]
 
 
 def _run(model: StatefulNet, method: str, failure: str) -> None:
@@ -84,6 +98,8 @@ def _run(model: StatefulNet, method: str, failure: str) -> None:
         kwargs["target"] = 9
     elif failure == "target_length":
         kwargs["target"] = [0, 1, 2]
+    elif failure == "layer_not_called":
+        kwargs.update(layer="conv2", call=5)  # found, but called once: known only after the forward
     elif failure == "bad_layer":
         kwargs["layer"] = "conv3"
     elif failure == "bad_option":
@@ -100,9 +116,7 @@ def _run(model: StatefulNet, method: str, failure: str) -> None:
         model.boom.armed = None
 
 
-@pytest.mark.parametrize("failure", FAILURES)
-@pytest.mark.parametrize("method", list(gs.METHODS))
-def test_model_unchanged(method, failure):
+def _prepared_model() -> StatefulNet:
     torch.manual_seed(0)
     model = StatefulNet()
     model.train()  # the user left it in training mode: must come back in training mode
@@ -110,22 +124,40 @@ def test_model_unchanged(method, failure):
     model.conv.register_forward_hook(lambda *a: None)  # the user's own hook stays, alone
     with torch.no_grad():
         model.bn.running_mean.uniform_(-1, 1)
+    return model
+
+
+@pytest.mark.parametrize("method, failure", CELLS)
+def test_model_unchanged(method, failure):
+    model = _prepared_model()
     before = fingerprint(model)
     expected = {
         "none": None,
         "bad_target": gs.TargetError,
         "target_length": gs.TargetError,
-        "bad_layer": gs.LayerNotFoundError if gs.METHODS[method].uses_layer else gs.UnknownOptionError,
-        "bad_option": gs.UnknownOptionError,
+        "layer_not_called": gs.LayerNotCalledError,
         "raises": RuntimeError,
         "keyboard_interrupt": KeyboardInterrupt,
-        "bad_input": gs.InputError,
     }[failure]
+    calls = Boom.calls
     if expected is None:
         _run(model, method, failure)
     else:
         with pytest.raises(expected):
             _run(model, method, failure)
+    assert Boom.calls > calls, "the cell never reached the model's forward pass"
+    assert fingerprint(model) == before
+
+
+@pytest.mark.parametrize("failure", BEFORE_FORWARD)
+def test_errors_before_the_forward_pass_touch_nothing(failure):
+    model = _prepared_model()
+    before = fingerprint(model)
+    expected = {"bad_layer": gs.LayerNotFoundError, "bad_option": gs.UnknownOptionError, "bad_input": gs.InputError}
+    calls = Boom.calls
+    with pytest.raises(expected[failure]):
+        _run(model, "gradcam" if failure == "bad_layer" else "smoothgrad", failure)
+    assert Boom.calls == calls
     assert fingerprint(model) == before
 
 

@@ -17,14 +17,23 @@ from .api import (
     backward_rule,
     deconvnet,
     explain,
-    predict,
     gradcam,
     guided_backprop,
     guided_gradcam,
+    predict,
     saliency,
     smoothgrad,
 )
-from .api import eigencam, gradcam_plus_plus, hirescam, input_x_gradient, integrated_gradients, layercam, scorecam, xgradcam
+from .api_methods import (
+    eigencam,
+    gradcam_plus_plus,
+    hirescam,
+    input_x_gradient,
+    integrated_gradients,
+    layercam,
+    scorecam,
+    xgradcam,
+)
 from .errors import (
     GradsightError,
     GradsightWarning,
@@ -82,14 +91,19 @@ __all__ = [
     "detection",
     "render",
     "inspect",
+    "datasets",
+    "explain_dataset",
+    "evaluate",
     "__version__",
 ]
 
-_SUBMODULES = {"targets", "detection", "render", "demo", "inspect"}
+_SUBMODULES = {"targets", "detection", "render", "demo", "inspect", "datasets", "evaluate"}
 
 
 def __getattr__(name: str) -> Any:
     # Submodules load on first use (render pulls in PIL/matplotlib).
+    if name == "explain_dataset":  # the data-set job (gradsight.datasets), loaded on first use
+        return importlib.import_module(".datasets", __name__).explain_dataset
     if name in _SUBMODULES:
         return importlib.import_module(f".{name}", __name__)
     raise AttributeError(f"module 'gradsight' has no attribute {name!r}")

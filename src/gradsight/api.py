@@ -1,4 +1,12 @@
-"""The public entry points: :func:`explain`, one function per method, :func:`backward_rule`."""
+"""The public entry points: :func:`explain`, :func:`predict`, :func:`backward_rule`, and one
+function per seed method with its real parameters (``gs.gradcam(model, x, layer=..., gate=...)``).
+
+A method added to :mod:`gradsight.methods` works through ``explain(method=...)`` at once;
+its function gives editors and ``help()`` a signature (a test checks that every method
+has one, taking exactly its options). The later methods' functions (the CAM family,
+Integrated Gradients, input x gradient) live in :mod:`gradsight.api_methods`, one layer
+above, which builds its docstrings with :func:`with_docs`; ``gradsight`` exports them all.
+"""
 
 from __future__ import annotations
 
@@ -8,7 +16,7 @@ from typing import Any
 
 import numpy as np
 
-from .backends.base import backend_for
+from .backends import backend_for
 from .explanation import Explanation
 from .methods import METHODS, get_method
 from .rules import Rule, get_rule
@@ -24,14 +32,6 @@ __all__ = [
     "guided_backprop",
     "gradcam",
     "guided_gradcam",
-    "gradcam_plus_plus",
-    "xgradcam",
-    "layercam",
-    "hirescam",
-    "eigencam",
-    "scorecam",
-    "integrated_gradients",
-    "input_x_gradient",
 ]
 
 
@@ -42,7 +42,7 @@ def explain(
     target: Any = None,
     layer: Any = None,
     *,
-    output: int | str | None = None,
+    output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
     **options: Any,
@@ -58,10 +58,9 @@ def explain(
         as a framework tensor or a numpy array, already preprocessed as the model
         expects. Never modified.
     method:
-        One of ``saliency``, ``smoothgrad``, ``deconvnet``, ``guided_backprop``,
+        A name in ``gs.METHODS``: ``saliency``, ``smoothgrad``, ``deconvnet``, ``guided_backprop``,
         ``gradcam``, ``guided_gradcam``, ``gradcam_plus_plus``, ``xgradcam``, ``layercam``,
-        ``hirescam``, ``eigencam``, ``scorecam``, ``integrated_gradients``,
-        ``input_x_gradient`` (``gs.METHODS`` lists them with their options).
+        ``hirescam``, ``eigencam``, ``scorecam``, ``integrated_gradients``, ``input_x_gradient``.
     target:
         None (each sample's top-1 class), an int, N ints, a callable
         ``outputs -> (N,)`` scores, or a :class:`gradsight.targets.Target`:
@@ -69,8 +68,8 @@ def explain(
         batch axis), ``Segmentation``, ``Detection`` (YOLO-style heads).
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
-        layer object, or None/"auto" for the last layer with a 4-D spatial output. CAM
-        methods also take a list of them (maps upsampled, min-max normalised, averaged).
+        layer object, or None/"auto" for the last convolution stage's output (see backends/autolayer.py).
+        CAM methods also take a list (maps upsampled, min-max normalised, averaged).
     output:
         For models with several outputs: the index or key of the one to explain, or a
         tuple of them (a ``Detection`` target over several scales selects them all).
@@ -81,10 +80,12 @@ def explain(
         Keras: ``True`` calls the model with ``training=False``; ``False`` with
         ``training=None`` (each layer's own default).
     logits:
-        Keras models whose last layer applies a softmax (``Dense(..., activation="softmax")``,
-        ``Activation("softmax")``, ``Softmax()``): explain the pre-softmax scores, which
-        do not saturate. Such models get a ``SaturationWarning`` without it. PyTorch
-        models raise :class:`~gradsight.errors.ModelError` (remove the softmax instead).
+        Models whose output comes from a final softmax / log-softmax: explain the scores
+        before it, which do not saturate. Keras: ``Dense(..., activation="softmax")``,
+        ``Activation("softmax")``, ``Softmax()``; PyTorch: ``nn.Softmax``/``nn.LogSoftmax``
+        or ``F.softmax``/``F.log_softmax`` (or ``torch.``/``Tensor.`` forms) as the
+        forward's last step. Such models get a ``SaturationWarning`` without it; other
+        models raise :class:`~gradsight.errors.ModelError` with it.
     **options:
         The method's options (e.g. ``samples``, ``noise``, ``batch_size``, ``seed``,
         ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM).
@@ -102,9 +103,9 @@ def explain(
     tgt = as_target(target)
     output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
-    with bk.session(model, eval_mode=eval_mode, logits=logits):
-        xt = bk.prepare_input(model, x)
-        result = spec.fn(bk, model, xt, tgt, output=output, **options)
+    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
+        xt = run.prepare_input(model, x)
+        result = spec.fn(run, model, xt, tgt, output=output, **options)
     return Explanation(
         method=spec.name,
         attributions=result.attributions,
@@ -140,40 +141,232 @@ def predict(
     n = len(x)
     step = n if not batch_size or batch_size >= n else int(batch_size)
     parts: list[np.ndarray] = []
-    with bk.session(model, eval_mode=eval_mode, logits=logits):
+    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
         for start in range(0, max(n, 1), max(step, 1)):
-            xt = bk.prepare_input(model, x[start : start + step])
-            out = bk.forward(model, xt, output=output)
+            xt = run.prepare_input(model, x[start : start + step])
+            out = run.forward(model, xt, output=output)
             parts.append(np.asarray(bk.ops.numpy(out), dtype=np.float32))
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
-def _method_function(name: str) -> Any:
-    def run(model: Any, x: Any, target: Any = None, **options: Any) -> Explanation:
-        return explain(model, x, method=name, target=target, **options)
+_COMMON = """model : torch.nn.Module or keras.Model
+        The model to explain; left exactly as it was.
+    x : array or tensor (N, ...)
+        A batch in the model's own layout (PyTorch (N, C, H, W), Keras (N, H, W, C)),
+        preprocessed as the model expects. Never modified.
+    target : None, int, sequence of N ints, callable or gradsight.targets.Target
+        What to explain: None each sample's top-1 class; ``TopK(k)`` adds a k axis
+        after the batch axis to every result array."""
 
-    run.__name__ = run.__qualname__ = name
-    run.__doc__ = (
-        f"``explain(model, x, method={name!r}, target=target, **options)``. "
-        f"Options: {', '.join(METHODS[name].options)}. Reference: {METHODS[name].reference}."
+_SESSION = """output : int, str or tuple, optional
+        For models with several outputs: the index or key of the one to explain.
+    eval_mode : bool, default True
+        Run the model in eval mode (PyTorch) / with ``training=False`` (Keras).
+    logits : bool, default False
+        Explain the scores before a final softmax / log-softmax (Keras layer or activation;
+        PyTorch module or functional call).
+
+    **options
+        Nothing else: an unknown option raises UnknownOptionError naming the valid ones.
+
+    Returns
+    -------
+    Explanation"""
+
+_LAYER = """layer : str, layer object, a list of them, or None
+        The layer whose output is weighed (PyTorch: dotted name from
+        ``named_modules()``; Keras: name or ``outer/inner`` path). None: the last
+        convolution stage's output. A list: each layer's map resized to the input,
+        min-max normalised, then averaged.
+    call : int, default -1
+        Which call of a layer that runs several times per forward pass.
+    gate : None or "guided"
+        "guided" keeps the gradients only where the activation and the gradient are
+        positive before pooling."""
+
+
+def with_docs(fn: Any) -> Any:
+    """Fill a method function's ``{common}``, ``{session}`` and ``{layer}`` docstring parts."""
+    fn.__doc__ = fn.__doc__.replace("{common}", _COMMON).replace("{session}", _SESSION).replace("{layer}", _LAYER)
+    return fn
+
+
+@with_docs
+def saliency(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Vanilla gradient saliency (Simonyan et al. 2014): d score / d input.
+
+    ``attributions`` (N, *input) signed; ``heatmaps`` (N, H, W) in [0, 1] (max over
+    channels of the absolute gradient, per sample).
+
+    Parameters
+    ----------
+    {common}
+    {session}
+    """
+    return explain(model, x, "saliency", target, output=output, eval_mode=eval_mode, logits=logits, **options)
+
+
+@with_docs
+def smoothgrad(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    samples: int = 50,
+    noise: float = 0.15,
+    batch_size: int = 32,
+    seed: int | None = None,
+    base: str = "saliency",
+    aggregate: str = "mean",
+    base_options: dict[str, Any] | None = None,
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """SmoothGrad (Smilkov et al. 2017): ``base`` averaged over noisy copies of the input.
+
+    Parameters
+    ----------
+    {common}
+    samples : int, default 50
+        Noisy copies per input.
+    noise : float, default 0.15
+        Noise standard deviation as a fraction of each input's value range (max - min).
+    batch_size : int, default 32
+        Rows per backward pass (memory does not grow with ``samples``).
+    seed : int, optional
+        Seed of the noise; with it results do not depend on ``batch_size`` or the framework.
+    base : {"saliency", "deconvnet", "guided_backprop", "input_x_gradient", "integrated_gradients"}
+        The input-space method averaged.
+    aggregate : {"mean", "mean_square", "var"}
+        SmoothGrad, SmoothGrad^2 (mean of squares), VarGrad (population variance).
+    base_options : dict, optional
+        ``base="integrated_gradients"`` only: its ``steps``, ``rule``, ``baseline``, ...
+    {session}
+    """
+    return explain(
+        model, x, "smoothgrad", target, output=output, eval_mode=eval_mode, logits=logits,
+        samples=samples, noise=noise, batch_size=batch_size, seed=seed, base=base, aggregate=aggregate,
+        base_options=base_options, **options
     )
-    return run
 
 
-saliency = _method_function("saliency")
-smoothgrad = _method_function("smoothgrad")
-deconvnet = _method_function("deconvnet")
-guided_backprop = _method_function("guided_backprop")
-gradcam = _method_function("gradcam")
-guided_gradcam = _method_function("guided_gradcam")
-gradcam_plus_plus = _method_function("gradcam_plus_plus")
-xgradcam = _method_function("xgradcam")
-layercam = _method_function("layercam")
-hirescam = _method_function("hirescam")
-eigencam = _method_function("eigencam")
-scorecam = _method_function("scorecam")
-integrated_gradients = _method_function("integrated_gradients")
-input_x_gradient = _method_function("input_x_gradient")
+@with_docs
+def deconvnet(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Deconvnet (Zeiler & Fergus 2014): every ReLU/LeakyReLU passes ``f(upstream gradient)`` back.
+
+    Parameters
+    ----------
+    {common}
+    {session}
+    """
+    return explain(model, x, "deconvnet", target, output=output, eval_mode=eval_mode, logits=logits, **options)
+
+
+@with_docs
+def guided_backprop(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Guided backpropagation (Springenberg et al. 2015): rectifiers pass ``relu(g) * f'(x)`` back.
+
+    Parameters
+    ----------
+    {common}
+    {session}
+    """
+    return explain(
+        model, x, "guided_backprop", target, output=output, eval_mode=eval_mode, logits=logits, **options
+    )
+
+
+@with_docs
+def gradcam(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    layer: Any = None,
+    call: int = -1,
+    gate: str | None = None,
+    guided: bool = False,
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Grad-CAM (Selvaraju et al. 2017): ReLU(sum_k alpha_k A_k), alpha_k the mean gradient of channel k.
+
+    ``attributions`` (N, h, w) at the layer's resolution, unnormalised; ``heatmaps``
+    (N, H, W) resized to the input and scaled to [0, 1].
+
+    Parameters
+    ----------
+    {common}
+    {layer}
+    guided : bool, default False
+        Guided backprop times the map resized to the input (guided Grad-CAM).
+    {session}
+    """
+    return explain(
+        model, x, "gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call, gate=gate,
+        guided=guided, **options,
+    )
+
+
+@with_docs
+def guided_gradcam(
+    model: Any,
+    x: Any,
+    target: Any = None,
+    *,
+    layer: Any = None,
+    call: int = -1,
+    gate: str | None = None,
+    output: int | str | tuple[int | str, ...] | None = None,
+    eval_mode: bool = True,
+    logits: bool = False,
+    **options: Any,
+) -> Explanation:
+    """Guided Grad-CAM (Selvaraju et al. 2017): guided backprop times the upsampled Grad-CAM map.
+
+    One forward pass; ``extras["cam"]`` holds the Grad-CAM map at the layer.
+
+    Parameters
+    ----------
+    {common}
+    {layer}
+    {session}
+    """
+    return explain(
+        model, x, "guided_gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call,
+        gate=gate, **options
+    )
 
 
 @contextmanager

@@ -6,11 +6,13 @@ the closest valid names.
 
 from __future__ import annotations
 
+import contextlib
 import difflib
 import os
 import sys
 import warnings
 from collections.abc import Iterable
+from types import FrameType
 
 __all__ = [
     "GradsightError",
@@ -33,12 +35,16 @@ __all__ = [
 ]
 
 _PACKAGE_DIR = os.path.dirname(os.path.abspath(__file__)) + os.sep
+_CONTEXTLIB = contextlib.__file__
 
 
 def warn(message: str, category: type[Warning]) -> None:
     """``warnings.warn`` pointing at the user's line: the first frame outside gradsight."""
-    level, frame = 2, sys._getframe(1)
-    while frame is not None and frame.f_code.co_filename.startswith(_PACKAGE_DIR):
+    level = 2
+    frame: FrameType | None = sys._getframe(1)
+    while frame is not None and (
+        frame.f_code.co_filename.startswith(_PACKAGE_DIR) or frame.f_code.co_filename == _CONTEXTLIB  # a with-exit
+    ):
         frame, level = frame.f_back, level + 1
     warnings.warn(message, category, stacklevel=level)
 

@@ -109,6 +109,11 @@ class Explanation:
             heat = heat.reshape((-1,) + heat.shape[2:])
         if images is None:
             return [Image.fromarray(c) for c in render.colorize(heat, cmap)]
+        images, note = render.displayable(images)  # normalised model input is de-normalised for display
+        if note:
+            from .errors import GradsightWarning, warn
+
+            warn(note, GradsightWarning)
         rgb = render.to_rgb_uint8(images)
         if len(rgb) * k != len(heat):
             raise ValueError(f"got {len(rgb)} images for {len(heat) // k} explanations.")

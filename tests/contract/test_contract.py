@@ -1,9 +1,12 @@
-"""One library, two frameworks, the same numbers.
+"""One library, two frameworks, the same numbers, and the right ones.
 
 The bundled demo CNN (PyTorch ``ShapesNet``) and its Keras twin (the same trained weights,
 layouts converted) are explained by every method; the suite runs once per backend and
 compares each backend's result with the other's after NCHW <-> NHWC: logits to 1e-4,
-attributions and heat maps to 1e-4 relative.
+attributions and heat maps to 1e-4 relative. Agreement alone would let a mistake shared
+by both backends pass (the pipeline and the methods are written once), so each backend
+is also compared with an independent reference (``contract_reference.py``: the network and every
+method written out by hand).
 """
 
 from __future__ import annotations
@@ -18,10 +21,9 @@ pytest.importorskip("torch")
 pytest.importorskip("tensorflow")
 pytest.importorskip("keras")
 
-from helpers import assert_rel  # noqa: E402
-
 import gradsight as gs  # noqa: E402
 from gradsight.demo.shapes import generate, preprocess  # noqa: E402
+from helpers import assert_rel  # noqa: E402
 
 FRAMEWORKS = ("torch", "keras")
 TOL = 1e-4
@@ -110,6 +112,25 @@ def test_method_agrees_with_the_other_backend(sides: dict[str, Side], framework:
     assert a.layer == b.layer
     if "cam" in a.extras:
         assert_rel(a.extras["cam"], b.extras["cam"], TOL)
+
+
+_REFERENCE: dict[str, np.ndarray] = {}
+
+
+@pytest.mark.parametrize("case", list(CASES))
+@pytest.mark.parametrize("framework", FRAMEWORKS)
+def test_method_matches_the_independent_reference(sides: dict[str, Side], framework: str, case: str) -> None:
+    import contract_reference as reference
+
+    method, options = CASES[case]
+    if case not in _REFERENCE:
+        _REFERENCE[case] = reference.explain(sides["torch"].model, sides["torch"].x, [0, 1, 2, 3], method, **options)
+    me = sides[framework]
+    exp = explained(me, case)
+    assert_rel(me.canon(exp.attributions), _REFERENCE[case], TOL)
+    if "cam" in exp.extras:
+        cam = reference.gradcam(sides["torch"].model, sides["torch"].x, [0, 1, 2, 3], options["layer"])
+        assert_rel(exp.extras["cam"], cam, TOL)
 
 
 @pytest.mark.parametrize("framework", FRAMEWORKS)

@@ -1,78 +1,98 @@
-"""The seam between framework-free methods and a framework.
+"""The seam between framework-free methods and a framework: types only.
 
-A method (saliency, Grad-CAM, ...) is written once against :class:`Backend`. A backend
-answers four questions for one kind of model:
+A method (saliency, Grad-CAM, ...) is written once against :class:`Backend`; the
+gradient pipeline (:mod:`gradsight.backends.pipeline`) is written once against
+:class:`Primitives`, the few things only a framework can do. Backends are chosen per
+model and imported lazily by :func:`gradsight.backends.backend_for`.
 
-- *session*: run with the model in eval mode (by default) and leave it exactly as it was;
-- *capture*: hand back a chosen layer's output (and the gradient at it), whatever kind
-  of model it is;
-- *rules*: make every rectifier back-propagate by a :class:`~gradsight.rules.Rule`;
-- *vjp*: the gradient of a per-sample score w.r.t. the input and/or the captured layer
-  output, computing nothing else.
+Adding a third backend (say Keras on JAX) takes one folder, ``backends/<name>/``:
 
-Capture, rules and the vjp meet in one call, :meth:`Backend.gradients`, because a
-framework that records gradients on a tape (TensorFlow) needs the forward pass, the
-target and the backward pass inside one recording. The maths after the gradient uses
-``backend.ops``, a handful of array operations.
-
-Backends are chosen per model and imported lazily: importing gradsight imports neither
-torch nor tensorflow.
+1. ``ops.py``: subclass :class:`Ops`; every abstract method must be written, or the
+   class cannot be instantiated (set ``channels_last`` to the framework's convention).
+2. ``capture.py``: ``find_layer`` (a name or layer object -> :class:`LayerRef`) and a
+   context manager recording a layer's outputs (a :class:`Captured`), explicit or auto.
+3. ``rules.py``: a context manager making every rectifier back-propagate by a
+   :class:`~gradsight.rules.Rule`, filling a :class:`~gradsight.rules.RuleReport`.
+4. ``backend.py``: a :class:`Primitives` subclass (``record`` opens the gradient
+   recording, ``forward`` calls the model, ``vjp`` takes gradients; per-call state lives
+   on that object, never on the backend) and a :class:`Backend` subclass whose
+   ``compute`` runs :func:`gradsight.backends.pipeline.gradients` with it.
+5. One line in ``backends/__init__.py``'s ``_framework_of`` so models of that kind find it.
+6. Run ``tests/contract`` with the new backend added to its sides.
 """
 
 from __future__ import annotations
 
-import sys
 from abc import ABC, abstractmethod
-from contextlib import AbstractContextManager
+from collections.abc import Iterator
+from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field
-from typing import Any
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 
-from ..errors import LayerNotCalledError, ModelError
-from ..rules import Rule
-from ..targets import Target
+from .._deprecation import moved
+from ..errors import LayerNotCalledError
+from .ops import Ops, Tensor
 
-__all__ = ["Backend", "Capture", "Gradients", "Ops", "backend_for"]
+if TYPE_CHECKING:
+    from ..rules import Rule, RuleReport, RuleSwitch
+    from ..targets import Target
 
-Tensor = Any
+__all__ = [
+    "AUTO",
+    "Backend",
+    "Capture",
+    "Captured",
+    "Gradients",
+    "LayerChanged",
+    "LayerRef",
+    "Ops",
+    "Primitives",
+    "Request",
+    "Settings",
+]
 
 
-class Ops:
-    """Array operations the methods need, per framework. All take and return tensors.
 
-    ``channels_last`` is the framework's convention for image-like tensors (PyTorch
-    False: (N, C, H, W); Keras True: (N, H, W, C)); targets on segmentation and detection
-    outputs use it unless told a layout.
+@dataclass(frozen=True)
+class LayerRef:
+    """A resolved layer: its name (PyTorch dotted, Keras ``outer/inner`` path) and the object.
+
+    ``AUTO`` (``auto=True``, no object) asks for the automatic layer (the last convolution
+    stage's 4-D output, :mod:`.autolayer`), chosen during the forward pass. Equality and hashing use the name only.
     """
 
-    channels_last: bool = False
+    name: str
+    obj: Any = field(default=None, compare=False, repr=False)
+    auto: bool = False
 
-    def numpy(self, t: Tensor) -> np.ndarray: ...
-    def shape(self, t: Tensor) -> tuple[int, ...]: ...
-    def batch_size(self, t: Tensor) -> int: ...
-    def argmax(self, t: Tensor, axis: int) -> Tensor: ...
-    def as_index(self, idx: np.ndarray, like: Tensor) -> Tensor: ...
-    def take_rows(self, t: Tensor, idx: Tensor) -> Tensor: ...
-    def mean(self, t: Tensor, axis: tuple[int, ...], keepdims: bool = False) -> Tensor: ...
-    def sum(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
-    def relu(self, t: Tensor) -> Tensor: ...
-    def step(self, t: Tensor) -> Tensor: ...
-    def from_numpy(self, a: np.ndarray, like: Tensor) -> Tensor: ...
-    def tile_batch(self, t: Tensor, k: int) -> Tensor: ...
-    def reshape(self, t: Tensor, shape: tuple[int, ...]) -> Tensor: ...
-    def sigmoid(self, t: Tensor) -> Tensor: ...
-    def concat(self, ts: list[Tensor], axis: int = 0) -> Tensor: ...
-    def topk(self, t: Tensor, k: int) -> Tensor:
-        """Indices (N, k) of the k largest values of each row of ``t`` (N, C), largest first; no gradient."""
-    def take_along(self, t: Tensor, idx: Tensor) -> Tensor:
-        """``t[i, idx[i, j]]`` for ``t`` (N, C) and ``idx`` (N, k): (N, k), differentiable in ``t``."""
-    def min(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
-    def max(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
-    def safe_div(self, a: Tensor, b: Tensor) -> Tensor:
-        """``a / b`` where ``b != 0``, 0 where ``b == 0`` (broadcasting)."""
-    def resize(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
-        """Bilinear resize of (B, h, w) maps to (B, H, W), ``align_corners=False`` (as :func:`gradsight.render.resize`)."""
+    def without_obj(self) -> LayerRef:
+        """The same reference without the object (for cache keys that must not hold a layer)."""
+        return LayerRef(self.name, None, self.auto)
+
+
+AUTO = LayerRef("auto", None, auto=True)
+
+
+@dataclass(frozen=True)
+class Settings:
+    """How one session runs the model (see :meth:`Backend.session`)."""
+
+    eval_mode: bool = True
+    logits: bool = False
+
+
+@dataclass(frozen=True)
+class Request:
+    """What one gradient computation is asked for (everything but model, input and target)."""
+
+    rule: Rule | None = None
+    layer: LayerRef | None = None
+    call: int = -1
+    wrt_input: bool = True
+    output: int | str | tuple[int | str, ...] | None = None
+    layer_rule: Rule | None = None
 
 
 @dataclass
@@ -126,18 +146,79 @@ class Capture:
             ) from None
 
 
-class Backend(ABC):
-    """One framework's answers to the questions methods ask (see module docstring)."""
+class LayerChanged(Exception):
+    """Raised by :meth:`Captured.get` when an in-place op changed the chosen output after it was
+    recorded; the pipeline runs again capturing ``layer`` explicitly (a copying capture)."""
 
-    name: str
+    def __init__(self, layer: LayerRef) -> None:
+        super().__init__(layer.name)
+        self.layer = layer
+
+
+class Captured(ABC):
+    """What a capture context yields: after the forward pass, the chosen layer output."""
+
+    @abstractmethod
+    def get(self, call: int) -> tuple[Tensor, str]:
+        """``(output at the call-th call, layer name)``; :class:`LayerNotCalledError` when there is none."""
+
+
+class Primitives(ABC):
+    """One gradient computation's framework edge; built per call, so it may hold that call's state.
+
+    The pipeline enters ``record`` (the gradient recording: forward and target happen
+    inside it, which a tape-based framework needs), inside it ``rule_scope`` and
+    ``capture``, calls ``forward``, and after ``record`` takes ``vjp``.
+    """
+
     ops: Ops
 
     @abstractmethod
-    def session(self, model: Any, eval_mode: bool = True, logits: bool = False) -> AbstractContextManager[None]:
+    def record(self, x: Tensor) -> AbstractContextManager[Tensor]:
+        """Start recording gradients from ``x``; yields the tensor to feed the model."""
+
+    @abstractmethod
+    def forward(self, model: Any, x: Tensor) -> Any:
+        """The model's raw output for ``x`` (as the session's settings say)."""
+
+    @abstractmethod
+    def rule_scope(self, model: Any, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
+        """Inside the block, rectifiers called by ``model`` back-propagate by ``rule``."""
+
+    @abstractmethod
+    def capture(self, model: Any, layer: LayerRef) -> AbstractContextManager[Captured]:
+        """Record ``layer``'s outputs (``AUTO``: every spatial output) inside the block."""
+
+    @abstractmethod
+    def vjp(self, scores: Tensor, wrt: list[Tensor], retain: bool) -> list[Tensor | None]:
+        """d scores / d w for each w ((N,) scores: summed over the batch; (N, k): per column,
+        stacked after the batch axis); None where there is no path. ``retain``: another vjp follows."""
+
+    def check_differentiable(self, scores: Tensor) -> None:  # noqa: B027 - optional hook
+        """Raise :class:`~gradsight.errors.NotDifferentiableError` when ``scores`` carry no gradient."""
+
+
+class Backend(ABC):
+    """One framework's answers to the questions methods ask (see the module docstring).
+
+    A backend object holds no per-call state: :meth:`session` yields a backend bound to
+    that session's :class:`Settings`, which methods receive.
+    """
+
+    name: str
+    ops: Ops
+    layout: str = "(N, C, H, W)"  # how the 4-D layer outputs look, for messages
+
+    def __init__(self, settings: Settings | None = None) -> None:
+        self.settings = settings or Settings()
+
+    @abstractmethod
+    def session(self, model: Any, eval_mode: bool = True, logits: bool = False) -> AbstractContextManager[Backend]:
         """Context in which the model runs; on exit every module/layer is as before.
 
-        ``logits=True`` explains the pre-softmax scores of a model whose last layer
-        applies a softmax (backends that cannot do this raise :class:`ModelError`).
+        Yields a backend bound to ``Settings(eval_mode, logits)``. ``logits=True``
+        explains the scores before the model's final softmax / log-softmax (see
+        :meth:`final_softmax`); a model without one raises :class:`ModelError`.
         """
 
     @abstractmethod
@@ -153,10 +234,17 @@ class Backend(ABC):
         """Channel axis of 4-D layer outputs (1 for NCHW, -1 for NHWC)."""
 
     @abstractmethod
-    def resolve_layer(self, model: Any, layer: Any) -> Any:
-        """Validate ``layer`` (a name, a layer object, or None/"auto") for :meth:`gradients`."""
+    def find_layer(self, model: Any, layer: Any) -> LayerRef:
+        """The layer named ``layer`` (or the layer object itself) in ``model``; LayerNotFoundError otherwise."""
 
-    @abstractmethod
+    def resolve_layer(self, model: Any, layer: Any) -> LayerRef:
+        """Validate ``layer`` (a name, a layer object, a LayerRef, or None/"auto" -> :data:`AUTO`)."""
+        if isinstance(layer, LayerRef):
+            return layer
+        if layer is None or (isinstance(layer, str) and layer == "auto"):
+            return AUTO
+        return self.find_layer(model, layer)
+
     def gradients(
         self,
         model: Any,
@@ -167,80 +255,109 @@ class Backend(ABC):
         layer: Any = None,
         call: int = -1,
         wrt_input: bool = True,
-        output: int | str | None = None,
+        output: int | str | tuple[int | str, ...] | list[int | str] | None = None,
         layer_rule: Rule | None = None,
     ) -> Gradients:
         """One forward and one backward for the whole batch.
 
         ``rule`` makes rectifiers back-propagate by it (an error if none was overridden).
-        ``layer`` (from :meth:`resolve_layer`; ``"auto"`` for the last 4-D spatial layer)
-        is captured at its ``call``-th call and the gradient at it returned. With
-        ``wrt_input=False`` the backward pass stops at the layer.
+        ``layer`` (a :class:`LayerRef` from :meth:`resolve_layer`; :data:`AUTO` for the
+        automatic layer) is captured at its ``call``-th call and the gradient at it
+        returned. With ``wrt_input=False`` the backward pass stops at the layer.
 
         ``layer_rule`` (with a layer): the gradient at the layer is taken by this rule and
         the input gradient by ``rule`` (None: plain), from the same forward pass; where
         they differ the backward runs twice, once down to the layer and once to the input
         (see :class:`~gradsight.rules.RuleSwitch`). None: ``rule`` for both.
         """
+        ref = None if layer is None else self.resolve_layer(model, layer)
+        out = tuple(output) if isinstance(output, list) else output
+        return self.compute(model, x, target, Request(rule, ref, call, wrt_input, out, layer_rule))
+
+    @abstractmethod
+    def compute(self, model: Any, x: Tensor, target: Target, request: Request) -> Gradients:
+        """:meth:`gradients` for a checked :class:`Request` (runs the shared pipeline)."""
 
     @abstractmethod
     def forward(self, model: Any, x: Tensor, output: int | str | None = None) -> Tensor:
         """The selected model output for ``x``, without recording gradients."""
 
+    @abstractmethod
     def activations(self, model: Any, x: Tensor, layer: Any, call: int = -1) -> tuple[Tensor, str]:
         """``(output of layer at its call-th call, resolved layer name)`` for ``x``, forward only.
 
-        ``layer`` is what :meth:`resolve_layer` returned (``"auto"`` included).
+        ``layer`` is what :meth:`resolve_layer` returned (:data:`AUTO` included).
         """
-        raise NotImplementedError(f"the {self.name} backend cannot capture activations yet")
+
+    def final_softmax(self, model: Any, x: Tensor) -> str | None:
+        """What the model's output comes from when it ends in a softmax / log-softmax (for messages), else None.
+
+        May run one forward pass on ``x`` (inside :meth:`session`). Backends that cannot tell return None.
+        """
+        return None
 
     def forward_with_activation(
         self, model: Any, x: Tensor, layer: Any, call: int = -1, output: int | str | None = None
     ) -> tuple[Tensor, Tensor, str]:
         """``(selected output, layer output at its call-th call, resolved layer name)``, forward only.
 
-        One forward pass where the backend can (methods that weigh a layer's channels without
-        a gradient: Eigen-CAM, Score-CAM); this default runs two.
+        ``layer`` as for :meth:`activations`. One forward pass where the backend can (methods
+        that weigh a layer's channels without a gradient: Eigen-CAM, Score-CAM); this default runs two.
         """
         activation, name = self.activations(model, x, layer, call)
         return self.forward(model, x, output), activation, name
 
     @abstractmethod
-    def backward_rule(self, model: Any, rule: Rule) -> AbstractContextManager[Any]:
-        """Public ``with`` block: the user's own gradient code sees ``rule``."""
+    def parameter_layers(self, model: Any) -> list[str]:
+        """Layers owning trainable parameters, input to output (the sanity check's order)."""
+
+    @abstractmethod
+    def randomized(self, model: Any, layers: Any, seed: int = 0) -> AbstractContextManager[Any]:
+        """``with`` block: ``layers``' parameters re-drawn (same numbers in every backend), restored on exit."""
+
+    @abstractmethod
+    def rule_scope(self, model: Any, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
+        """Inside the block, rectifiers called by ``model`` back-propagate by ``rule`` (see :class:`Primitives`)."""
+
+    @contextmanager
+    def backward_rule(self, model: Any, rule: Rule) -> Iterator[RuleReport]:
+        """Public ``with`` block: the user's own gradient code sees ``rule``; checked on exit."""
+        with self.rule_scope(model, rule) as report:
+            yield report
+        report.check(f"backward_rule({type(model).__name__}, {rule.name!r})")
 
     @abstractmethod
     def layers(self, model: Any, x: Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
         """``(name, type, output shape)`` for every layer, in call order, from one forward."""
 
+    # -- parameter questions (gradsight.inspect) -------------------------------------------
 
-def _framework_of(model: Any) -> str | None:
-    torch = sys.modules.get("torch")
-    if torch is not None and isinstance(model, torch.nn.Module):
-        return "torch"
-    keras = sys.modules.get("keras")
-    if keras is not None and isinstance(model, keras.Model):
-        return "keras"
-    tf_keras = sys.modules.get("tf_keras")
-    if tf_keras is not None and isinstance(model, tf_keras.Model):
-        return "keras"
-    return None
+    dense_kind: str = "Dense"  # what the framework calls a dense layer, for messages
+
+    @abstractmethod
+    def dense_layers(self, model: Any) -> list[tuple[str, Any]]:
+        """``(name, layer)`` of every dense (fully connected) layer, in the model's order."""
+
+    @abstractmethod
+    def dense_params(self, layer: Any) -> tuple[np.ndarray, np.ndarray]:
+        """``(weight (out, in), bias (out,))`` as float32 numpy; a missing bias is zeros."""
+
+    @abstractmethod
+    def conv_layers(self, model: Any) -> list[tuple[str, Any]]:
+        """``(name, layer)`` of every 2-D convolution, in the model's order."""
+
+    @abstractmethod
+    def conv_kernel(self, layer: Any) -> np.ndarray:
+        """The kernels as float32 ``(O, I, kH, kW)`` whatever the framework keeps."""
+
+    @abstractmethod
+    def weights(self, model: Any) -> list[tuple[str, str, np.ndarray, bool]]:
+        """``(layer, weight name, values, trainable)`` for every weight, layer by layer."""
+
+    @abstractmethod
+    def layer_inputs(self, model: Any, x: Tensor, layers: list[tuple[str, Any]]) -> list[tuple[str, Tensor]]:
+        """``(name, first input)`` of each call of ``layers`` in one forward pass of ``x``, in call order."""
 
 
-def backend_for(model: Any) -> Backend:
-    """The backend for ``model``, imported on first use."""
-    kind = _framework_of(model)
-    if kind == "torch":
-        from .torch import TorchBackend
-
-        return TorchBackend()
-    if kind == "keras":
-        try:
-            from .keras import KerasBackend
-        except ImportError as exc:  # the Keras backend lands separately
-            raise ModelError(f"Keras models need gradsight's Keras backend, which could not load: {exc}") from exc
-        return KerasBackend()
-    raise ModelError(
-        f"gradsight cannot explain a {type(model).__module__}.{type(model).__name__}: "
-        "pass a torch.nn.Module or a keras.Model."
-    )
+# Deprecated: the registry moved to gradsight.backends (imported by name, only when used).
+__getattr__ = moved(__name__, {"backend_for": "gradsight.backends", "_framework_of": "gradsight.backends"})

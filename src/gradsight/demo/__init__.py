@@ -1,8 +1,16 @@
-"""The shapes benchmark: generated images with ground-truth masks and a small demo CNN.
+"""The bundled demo: generated data, trained models, their registry, the demo runner.
 
-``gradsight.demo.shapes`` (numpy + Pillow only) renders 64x64 RGB images of one
-labelled shape (circle, square, triangle, star or cross) on a textured background
-with distractors, together with the pixel mask of the shape.
-``gradsight.demo.model`` (needs torch) holds ``ShapesNet`` and ``load_demo_model``,
-which loads the bundled trained weights.
+- ``gradsight.demo.shapes`` (numpy + Pillow only) renders 64x64 RGB images of one
+  labelled shape (circle, square, triangle, star or cross) on a textured background
+  with distractors, together with the pixel mask of the shape;
+  ``gradsight.demo.shapes_detect`` draws several shapes per image, with boxes;
+  ``gradsight.demo.mlp`` has the two-moons points.
+- ``gradsight.demo.model`` (needs torch) holds ``ShapesNet`` and ``load_demo_model``,
+  which loads the bundled trained weights; ``keras_model`` its Keras twin;
+  ``detector`` / ``keras_detector`` the tiny YOLO detector; ``mlp`` the 2-D MLP.
+- ``gradsight.demo.registry`` names the bundled models (``demo``, ``demo-detector``,
+  ``demo-mlp``) for every command of the CLI and :func:`gradsight.models.load_model`.
+- ``gradsight.demo.runner`` runs every method on a few images (``gradsight demo``).
+
+Importing this package imports nothing; each module loads what it needs.
 """

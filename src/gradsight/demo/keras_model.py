@@ -24,6 +24,7 @@ from __future__ import annotations
 import hashlib
 from collections.abc import Mapping
 from pathlib import Path
+from typing import Any
 
 import keras
 import numpy as np
@@ -94,7 +95,8 @@ def _from_pt(path: Path) -> dict[str, np.ndarray]:
 def save_converted_weights(pt_path: Path = PT_PATH, npz_path: Path = NPZ_PATH) -> Path:
     """Convert the PyTorch demo weights into ``npz_path`` (needs torch). Returns the path."""
     arrays = _from_pt(pt_path)
-    np.savez(npz_path, source_sha256=np.array(_sha256(pt_path)), **arrays)
+    payload: dict[str, Any] = {"source_sha256": np.array(_sha256(pt_path)), **arrays}
+    np.savez(npz_path, **payload)
     return npz_path
 
 

@@ -225,10 +225,11 @@ class DemoResult:
 
 def explain_demo(framework: str = "torch", n: int = 6, seed: int = DEMO_SEED, samples: int = 16) -> DemoResult:
     """Run all six methods on ``n`` demo images with the bundled model of ``framework``."""
+    from ..inputs import preprocess
     from ..methods import GROUPS
-    from ..models import load_model, preprocess
+    from .registry import load_bundled
 
-    model, info = load_model("demo", framework=framework)
+    model, info = load_bundled("demo", framework)
     data = demo_images(n, seed)
     x = preprocess(data.images, info.preprocessing, info.layout)
     exps = explain_methods(model, x, list(GROUPS["all"]), options={"smoothgrad": {"samples": samples, "seed": 0}})

@@ -22,11 +22,14 @@ Examples
 from __future__ import annotations
 
 import math
-from dataclasses import dataclass
 from collections.abc import Callable
+from dataclasses import dataclass
 
 import numpy as np
 from PIL import Image, ImageDraw, ImageFilter
+
+from ..inputs import DEMO_MEAN, DEMO_STD
+from ..inputs import preprocess as _preprocess
 
 __all__ = [
     "CLASSES",
@@ -35,6 +38,7 @@ __all__ = [
     "STD",
     "ShapesData",
     "generate",
+    "image_at",
     "preprocess",
 ]
 
@@ -44,10 +48,10 @@ CLASSES: tuple[str, ...] = ("circle", "square", "triangle", "star", "cross")
 IMAGE_SIZE: int = 64
 """Default side length of the generated images, in pixels."""
 
-MEAN: np.ndarray = np.array([0.5080, 0.4992, 0.5042], dtype=np.float32)
+MEAN: np.ndarray = DEMO_MEAN
 """Per-channel (R, G, B) mean of the generated images on the 0-1 scale (measured on ``generate(3000, seed=7)``)."""
 
-STD: np.ndarray = np.array([0.2592, 0.2572, 0.2580], dtype=np.float32)
+STD: np.ndarray = DEMO_STD
 """Per-channel (R, G, B) standard deviation of the generated images on the 0-1 scale."""
 
 _SS = 4  # supersampling factor used to anti-alias the drawn layers
@@ -168,7 +172,7 @@ def _add_distractors(img: np.ndarray, rng: np.random.Generator, size: int) -> No
         a = rng.uniform(5, 14) * s
         b = a * rng.uniform(0.2, 0.45)
         pts = _ellipse_points(rng.uniform(0, size), rng.uniform(0, size), a, b, rng.uniform(0, math.pi))
-        alpha = _render(size, lambda d, p=pts: d.polygon(_hi(p), fill=255), blur=rng.uniform(1.5, 3.0) * s)
+        alpha = _render(size, lambda d, p=pts: d.polygon(_hi(p), fill=255), blur=rng.uniform(1.5, 3.0) * s)  # type: ignore[misc]
         _composite(img, alpha * rng.uniform(0.2, 0.45), rng.uniform(0, 255, 3))
     for _ in range(int(rng.integers(1, 5))):  # thin straight or gently bent lines
         (x0, y0), (x1, y1) = rng.uniform(-4, size + 4, (2, 2))
@@ -177,13 +181,13 @@ def _add_distractors(img: np.ndarray, rng: np.random.Generator, size: int) -> No
             bend = rng.uniform(-0.3, 0.3)
             pts.insert(1, (float((x0 + x1) / 2 - bend * (y1 - y0)), float((y0 + y1) / 2 + bend * (x1 - x0))))
         width = max(1, round(_SS * rng.uniform(0.6, 1.3) * s))
-        alpha = _render(size, lambda d, p=pts, w=width: d.line(_hi(p), fill=255, width=w, joint="curve"))
+        alpha = _render(size, lambda d, p=pts, w=width: d.line(_hi(p), fill=255, width=w, joint="curve"))  # type: ignore[misc]
         _composite(img, alpha * rng.uniform(0.5, 1.0), rng.uniform(0, 255, 3))
     for _ in range(int(rng.integers(0, 9))):  # small dots / specks
         cx, cy, r = rng.uniform(0, size), rng.uniform(0, size), rng.uniform(0.5, 1.6) * s
         alpha = _render(
             size,
-            lambda d, c=(cx, cy), rr=r: d.ellipse(
+            lambda d, c=(cx, cy), rr=r: d.ellipse(  # type: ignore[misc]
                 [(c[0] - rr) * _SS, (c[1] - rr) * _SS, (c[0] + rr) * _SS - 1, (c[1] + rr) * _SS - 1], fill=255
             ),
         )
@@ -290,6 +294,15 @@ def generate(n: int, seed: int = 0, size: int = IMAGE_SIZE) -> ShapesData:
     return ShapesData(images=images, labels=labels, masks=masks)
 
 
+def image_at(index: int, seed: int = 0, size: int = IMAGE_SIZE) -> tuple[np.ndarray, int]:
+    """Image ``index`` of ``generate(n, seed, size)`` alone, for any ``n > index``: (uint8 (size, size, 3), label).
+
+    Lets a data set of any length be streamed one image at a time.
+    """
+    image, label, _ = _one_image(int(seed), int(index), int(size))
+    return image, label
+
+
 def preprocess(images: np.ndarray, layout: str = "NCHW") -> np.ndarray:
     """Normalise uint8 RGB images for the demo model: ``(x / 255 - MEAN) / STD``.
 
@@ -306,14 +319,7 @@ def preprocess(images: np.ndarray, layout: str = "NCHW") -> np.ndarray:
     -------
     np.ndarray
         float32 array in the requested layout.
+
+    This is :func:`gradsight.inputs.preprocess` with ``name="demo"``.
     """
-    layout_u = str(layout).upper()
-    if layout_u not in ("NCHW", "NHWC"):
-        raise ValueError(f"layout must be 'NCHW' or 'NHWC', got {layout!r}.")
-    x = np.asarray(images)
-    if x.ndim not in (3, 4) or x.shape[-1] != 3:
-        raise ValueError(f"expected images of shape (N, H, W, 3) or (H, W, 3), got {x.shape}.")
-    out = (x.astype(np.float32) / np.float32(255.0) - MEAN) / STD
-    if layout_u == "NCHW":
-        out = np.moveaxis(out, -1, -3)
-    return np.ascontiguousarray(out, dtype=np.float32)
+    return _preprocess(images, "demo", layout)

@@ -21,7 +21,7 @@ from dataclasses import dataclass
 
 import numpy as np
 
-from .shapes import CLASSES, _add_distractors, _background, _composite, _MIN_CONTRAST, _render, _target_drawer
+from .shapes import _MIN_CONTRAST, CLASSES, _add_distractors, _background, _composite, _render, _target_drawer
 
 __all__ = ["CLASSES", "IMAGE_SIZE", "DetectionData", "generate"]
 

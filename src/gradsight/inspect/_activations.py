@@ -9,9 +9,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import Backend, backend_for
+from ..backends import Backend, backend_for
 from ..errors import GradsightError, InputError, ModelError, UnknownOptionError
-from ._layers import helpers, input_of_final_dense, session
+from ._layers import input_of_final_dense, session
 
 __all__ = ["Activations", "activations", "REDUCTIONS"]
 
@@ -109,7 +109,7 @@ def _batches(data: Any, labels: Any, batch_size: int) -> tuple[Iterator[tuple[An
             raise InputError(f"labels has {len(labels)} entries for {start} samples; give one label per sample.")
 
     try:
-        total = len(data)
+        total = len(data)  # type: ignore[arg-type]
     except TypeError:  # generators; tf.data with unknown cardinality
         total = None
     return iterated(), total
@@ -129,22 +129,23 @@ def _reduce(bk: Backend, act: Any, how: str | None) -> np.ndarray:
 
 
 def _capturer(bk: Backend, model: Any, layer: Any, call: int) -> Any:
-    """``capture(x) -> (activation tensor, layer name)``; the layer is resolved once, on the first batch."""
+    """``capture(run, x) -> (activation tensor, layer name)`` with ``run`` the session's backend;
+    the layer is resolved once, on the first batch."""
     if layer is None:
-        fw, chosen = helpers(bk), None
+        chosen = None
 
-        def penultimate(x: Any) -> tuple[Any, str]:
+        def penultimate(run: Backend, x: Any) -> tuple[Any, str]:
             nonlocal chosen
-            act, chosen = input_of_final_dense(fw, model, x, chosen)
+            act, chosen = input_of_final_dense(run, model, x, chosen)
             return act, f"input of {chosen}"
 
         return penultimate
     ref = bk.resolve_layer(model, layer)  # an unknown name fails before any work
 
-    def named(x: Any) -> tuple[Any, str]:
+    def named(run: Backend, x: Any) -> tuple[Any, str]:
         nonlocal ref
-        act, name = bk.activations(model, x, ref, call=call)
-        if isinstance(ref, str):  # "auto": keep the layer it chose for the following batches
+        act, name = run.activations(model, x, ref, call=call)
+        if ref.auto:  # keep the layer it chose for the following batches
             ref = bk.resolve_layer(model, name)
         return act, name
 
@@ -177,7 +178,7 @@ def activations(
     layer:
         ``None`` (default): the penultimate features, i.e. the *input* of the model's
         final dense layer (the last ``nn.Linear`` / ``Dense`` called in the forward
-        pass). ``"auto"``: the last layer with a spatial output (Grad-CAM's choice).
+        pass). ``"auto"``: Grad-CAM's automatic layer (the last convolution stage's output).
         Otherwise a layer name or layer object, captured at its ``call``-th call.
     labels:
         Optional ``(N,)`` labels for array data (or for batches without ``y``).
@@ -227,13 +228,13 @@ def activations(
     capture = _capturer(bk, model, layer, call)  # an unknown layer fails before the bar appears
     bar = tqdm(batches, total=total, unit="batch", desc="activations", file=sys.stderr, disable=not progress,
                leave=False)
-    with session(bk, model, eval_mode), bar:
+    with session(bk, model, eval_mode) as run, bar:
         for k, (xb, yb) in enumerate(bar):
-            x = bk.prepare_input(model, xb)
-            shape = bk.ops.shape(x)
+            x = run.prepare_input(model, xb)
+            shape = run.ops.shape(x)
             try:
-                act, name = capture(x)
-                out = bk.forward(model, x) if predict else None
+                act, name = capture(run, x)
+                out = run.forward(model, x) if predict else None
             except (GradsightError, NotImplementedError):
                 raise
             except Exception as exc:  # the model refused the batch: say which and why, keep the cause

@@ -8,9 +8,9 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import backend_for
+from ..backends import backend_for
 from ..errors import UnknownOptionError
-from ._layers import helpers, pick_layer
+from ._layers import pick_layer
 
 __all__ = ["filters", "kernel_mosaic", "WeightStat", "weight_stats", "format_weight_stats"]
 
@@ -114,10 +114,9 @@ def filters(
     if max_kernels < 1 or max_channels < 1:
         raise UnknownOptionError(f"max_kernels and max_channels must be >= 1; got {max_kernels}, {max_channels}.")
     bk = backend_for(model)
-    fw = helpers(bk)
-    convs = fw.conv_layers(model)
+    convs = bk.conv_layers(model)
     name, conv = pick_layer(bk, model, layer, convs, "2-D convolution")
-    k = fw.conv_kernel(conv)
+    k = bk.conv_kernel(conv)
     o, i, kh, kw = k.shape
     colour = conv is convs[0][1] and i == 3
     shown = k[:max_kernels] if colour else k[:max_kernels, :max_channels]
@@ -168,9 +167,9 @@ def weight_stats(model: Any, atol: float = 1e-3) -> list[WeightStat]:
     """
     if not atol >= 0:
         raise UnknownOptionError(f"atol must be >= 0; got {atol!r}.")
-    fw = helpers(backend_for(model))
+    bk = backend_for(model)
     rows = []
-    for layer, name, w, trainable in fw.weights(model):
+    for layer, name, w, trainable in bk.weights(model):
         v = w.astype(np.float64).ravel()
         rows.append(WeightStat(
             layer=layer, name=name, shape=tuple(int(s) for s in w.shape),

@@ -1,28 +1,16 @@
-"""The framework-specific helpers for a model, and picking a layer of a given kind."""
+"""Picking a layer of a given kind, the final dense layer's input, and a quiet session."""
 
 from __future__ import annotations
 
 import warnings
 from collections.abc import Iterator
 from contextlib import contextmanager
-from types import ModuleType
 from typing import Any
 
 from ..backends.base import Backend
 from ..errors import LayerNotCalledError, LayerNotFoundError, ModelError, SaturationWarning, close_matches
 
-__all__ = ["helpers", "pick_layer", "session", "input_of_final_dense"]
-
-
-def helpers(bk: Backend) -> ModuleType:
-    """``_torch`` or ``_keras``: the module answering parameter questions for ``bk``'s models."""
-    if bk.name == "torch":
-        from . import _torch
-
-        return _torch
-    from . import _keras
-
-    return _keras
+__all__ = ["pick_layer", "session", "input_of_final_dense"]
 
 
 def pick_layer(bk: Backend, model: Any, layer: Any, among: list[tuple[str, Any]], kind: str) -> tuple[str, Any]:
@@ -37,12 +25,12 @@ def pick_layer(bk: Backend, model: Any, layer: Any, among: list[tuple[str, Any]]
         if not among:
             raise ModelError(f"this {type(model).__name__} has no {kind} layer.")
         return among[0]
-    found = bk.resolve_layer(model, layer)
-    obj = found[1] if isinstance(found, tuple) else found
+    found = bk.find_layer(model, layer)
+    obj = found.obj
     for n, lay in among:
         if lay is obj:
             return n, lay
-    what = found[0] if isinstance(found, tuple) else layer
+    what = found.name
     hint = close_matches(str(what), [n for n, _ in among]) if among else ""
     raise ModelError(
         f"layer {what!r} is a {type(obj).__name__}, not a {kind} layer; this model's {kind} layers: {names}.{hint}"
@@ -50,15 +38,17 @@ def pick_layer(bk: Backend, model: Any, layer: Any, among: list[tuple[str, Any]]
 
 
 @contextmanager
-def session(bk: Backend, model: Any, eval_mode: bool = True) -> Iterator[None]:
-    """``bk.session`` without its saturated-softmax warning, which is about gradients (inspect takes none)."""
+def session(bk: Backend, model: Any, eval_mode: bool = True) -> Iterator[Backend]:
+    """``bk.session`` without its saturated-softmax warning, which is about gradients (inspect takes none).
+
+    Yields the backend bound to the session, as ``bk.session`` does."""
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", SaturationWarning)
-        with bk.session(model, eval_mode=eval_mode):
-            yield
+        with bk.session(model, eval_mode=eval_mode) as run:
+            yield run
 
 
-def input_of_final_dense(fw: ModuleType, model: Any, x: Any, name: str | None) -> tuple[Any, str]:
+def input_of_final_dense(bk: Backend, model: Any, x: Any, name: str | None) -> tuple[Any, str]:
     """``(input of the model's final dense layer for the batch x, that layer's name)``.
 
     The final layer is the last dense layer *called* in the forward pass (the order in
@@ -67,18 +57,17 @@ def input_of_final_dense(fw: ModuleType, model: Any, x: Any, name: str | None) -
     not be any layer's output (a functional op may come between), hence the recording
     of inputs rather than the backend's capture of outputs.
     """
-    layers = fw.dense_layers(model)
+    layers = bk.dense_layers(model)
     if name is not None:
         layers = [(n, lay) for n, lay in layers if n == name]
     if not layers:
         raise LayerNotFoundError(
-            f"this {type(model).__name__} has no {fw.DENSE} layer, so it has no 'input of the final classifier "
+            f"this {type(model).__name__} has no {bk.dense_kind} layer, so it has no 'input of the final classifier "
             "layer'; pass layer=NAME (`gradsight layers --model ...` lists the layers)."
         )
-    with fw.record_inputs(layers) as seen:
-        fw.run(model, x)
+    seen = bk.layer_inputs(model, x, layers)
     if not seen:
         raise LayerNotCalledError(
-            f"no {fw.DENSE} layer of this {type(model).__name__} was called in the forward pass; pass layer=NAME."
+            f"no {bk.dense_kind} layer of this {type(model).__name__} was called in the forward pass; pass layer=NAME."
         )
     return seen[-1][1], seen[-1][0]

@@ -9,10 +9,10 @@ from typing import Any
 
 import numpy as np
 
-from ..backends.base import backend_for
+from ..backends import backend_for
 from ..errors import InputError, ModelError
 from ._embed import class_colours, figure_to_image
-from ._layers import helpers, session
+from ._layers import session
 
 __all__ = ["UnitLine", "unit_lines", "hidden_units"]
 
@@ -64,9 +64,8 @@ def _clip_line(w: np.ndarray, b: float, bounds: Bounds) -> np.ndarray | None:
 
 def _first_dense(model: Any) -> tuple[Any, str, np.ndarray, np.ndarray]:
     bk = backend_for(model)
-    fw = helpers(bk)
-    dense = fw.dense_layers(model)
-    params = fw.weights(model)
+    dense = bk.dense_layers(model)
+    params = bk.weights(model)
     if not params:
         raise ModelError(f"this {type(model).__name__} has no weights; hidden_units needs a first dense layer from R^2.")
     first = params[0][0]
@@ -75,7 +74,7 @@ def _first_dense(model: Any) -> tuple[Any, str, np.ndarray, np.ndarray]:
             f"the first layer with weights is {first!r}, not a dense (Linear/Dense) layer; hidden_units draws "
             "networks whose first layer is a linear map from R^2, such as Linear(2, h) - ReLU - Linear(h, 2)."
         )
-    w, b = fw.dense_params(dense[0][1])
+    w, b = bk.dense_params(dense[0][1])
     if w.shape[1] != 2:
         raise ModelError(
             f"the first layer {first!r} maps R^{w.shape[1]} to R^{w.shape[0]}; hidden_units draws lines in the plane, "
@@ -199,15 +198,16 @@ def hidden_units(
         lab = np.asarray(labels).astype(np.int64).reshape(-1)
         if len(lab) != len(pts):
             raise InputError(f"got {len(lab)} labels for {len(pts)} points.")
-    box = _bounds(pts) if bounds is None else tuple(float(v) for v in bounds)
+    box: Bounds = _bounds(pts) if bounds is None else (float(bounds[0]), float(bounds[1]), float(bounds[2]),
+                                                         float(bounds[3]))
     if not (box[0] < box[1] and box[2] < box[3]):
         raise InputError(f"bounds must be (xmin, xmax, ymin, ymax) with min < max; got {box}.")
 
     gx = np.linspace(box[0], box[1], resolution)
     gy = np.linspace(box[2], box[3], resolution)
     grid = np.stack(np.meshgrid(gx, gy), -1).reshape(-1, 2).astype(np.float32)
-    with session(bk, model):
-        out = bk.ops.numpy(bk.forward(model, bk.prepare_input(model, grid)))
+    with session(bk, model) as run:
+        out = run.ops.numpy(run.forward(model, run.prepare_input(model, grid)))
     out = out.reshape(len(grid), -1)
     if out.shape[1] > 1:
         region = out.argmax(1)
@@ -238,7 +238,7 @@ def hidden_units(
     handles = []
     for k in range(n_classes):
         sel = lab == k if lab is not None else np.zeros(0, bool)
-        if sel.any():
+        if sel.any() and pts is not None:
             handles.append(ax.scatter(pts[sel, 0], pts[sel, 1], s=18, color=colours[k], edgecolors="black",
                                       linewidths=0.4, label=name(k), zorder=3))
         else:
@@ -254,6 +254,7 @@ def hidden_units(
             continue
         (xa, ya), (xb, yb) = line.segment
         handles.append(ax.plot([xa, xb], [ya, yb], color=colour, lw=2, label=label, zorder=4)[0])
+        assert line.arrow is not None  # a line with a segment has an arrow
         (sx, sy), (tx, ty) = line.arrow
         ax.annotate("", xy=(tx, ty), xytext=(sx, sy), zorder=5,
                     arrowprops={"arrowstyle": "-|>", "color": colour, "lw": 2, "mutation_scale": 16})

@@ -21,6 +21,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import maps
 from ..backends.base import Backend, Gradients
 from ..errors import InputError, ModelError, UnknownOptionError
 from ..rules import RULES
@@ -109,8 +110,6 @@ def run_cam(
     one: Callable[[Any, bool], LayerMap],
 ) -> MethodResult:
     """Run ``one`` on each layer of ``layer`` (one, or a list) and assemble the result."""
-    from .. import render
-
     several = isinstance(layer, (list, tuple))
     layers = list(layer) if several else [layer]
     if not layers:
@@ -122,25 +121,25 @@ def run_cam(
     if (guided or several) and (size is None or len(shape) != 4):
         raise InputError(f"{name} with guided=True or a list of layers needs image batches (N, C, H, W) or (N, H, W, C).")
     refs = [bk.resolve_layer(model, "auto" if lay is None else lay) for lay in layers]  # all checked before any pass
-    maps = [one(ref, guided and i == 0) for i, ref in enumerate(refs)]
-    first = maps[0]
+    layer_maps = [one(ref, guided and i == 0) for i, ref in enumerate(refs)]
+    first = layer_maps[0]
     multi = first.scores.ndim == 2
 
     def up(c: np.ndarray) -> np.ndarray:
-        return per_target(lambda m: render.resize(m, size) if size else m, c, multi)
+        return per_target(lambda m: maps.resize(m, size) if size else m, c, multi)
 
     extras: dict[str, Any] = {}
     if several:
-        attr = np.mean([per_target(render.normalize, up(m.cam), multi) for m in maps], axis=0).astype(np.float32)
-        heat = per_target(render.normalize, attr, multi)
-        extras["layers"] = [m.layer for m in maps]
-        extras["maps"] = [m.cam for m in maps]
+        attr = np.mean([per_target(maps.normalize, up(m.cam), multi) for m in layer_maps], axis=0).astype(np.float32)
+        heat = per_target(maps.normalize, attr, multi)
+        extras["layers"] = [m.layer for m in layer_maps]
+        extras["maps"] = [m.cam for m in layer_maps]
         resized = attr
     else:
         attr = first.cam
         resized = up(attr)
-        heat = per_target(render.normalize, resized, multi)
-    layer_name = ",".join(str(m.layer) for m in maps) if several else first.layer
+        heat = per_target(maps.normalize, resized, multi)
+    layer_name = ",".join(str(m.layer) for m in layer_maps) if several else first.layer
     if guided:
         gb = first.input_grad
         if gb is None:  # methods without a backward pass of their own take one for the guided part

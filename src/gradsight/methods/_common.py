@@ -7,6 +7,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import maps
 from .. import targets as targets_module
 from ..backends.base import Backend, Gradients
 from ..errors import ZeroGradientWarning, warn
@@ -54,14 +55,13 @@ def input_heatmaps(bk: Backend, model: Any, attributions: np.ndarray, k_axis: bo
 
     With ``k_axis`` the attributions are (N, k, ...) and the maps (N, k, H, W).
     """
-    from .. import render
-
     if k_axis:
-        return per_target(lambda a: input_heatmaps(bk, model, a), attributions, True)
+        maps_k: np.ndarray | None = per_target(lambda a: input_heatmaps(bk, model, a), attributions, True)
+        return maps_k
     if attributions.ndim == 4:
-        return render.normalize(render.reduce_channels(attributions, input_channel_axis(bk, model), "absmax"))
+        return maps.normalize(maps.reduce_channels(attributions, input_channel_axis(bk, model), "absmax"))
     if attributions.ndim == 3:
-        return render.normalize(np.abs(attributions))
+        return maps.normalize(np.abs(attributions))
     return None
 
 
@@ -82,7 +82,7 @@ def warn_zero(grad: np.ndarray, outputs: Any, what: str, k_axis: bool = False) -
     )
     hint = (
         " The outputs look like softmax probabilities, which saturate: explain the logits instead "
-        "(remove the final softmax, or pass a target callable on the pre-softmax scores)."
+        "(logits=True, or remove the final softmax)."
         if probs
         else " Usually a saturated output (softmax/sigmoid): explain logits instead; or the target does "
         "not depend on this part of the network."

@@ -6,6 +6,7 @@ from typing import Any
 
 import numpy as np
 
+from .. import maps
 from ..backends.base import Backend, Gradients
 from ..errors import ModelError, UnknownOptionError
 from ..targets import Target
@@ -60,8 +61,6 @@ def cam_from(bk: Backend, model: Any, x: Any, g: Gradients, gate: str | None, he
     ``attributions`` (N, h, w), or (N, k, h, w) for k scores per sample; ``heatmaps`` the
     maps resized to the input and normalised (None when ``heatmaps=False``).
     """
-    from .. import render
-
     ops, A, G = bk.ops, g.activation, g.layer_grad
     shape = ops.shape(A)
     if len(shape) != 4:
@@ -84,6 +83,6 @@ def cam_from(bk: Backend, model: Any, x: Any, g: Gradients, gate: str | None, he
     warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}", k_axis=multi)
     size = spatial_size(bk, model, tuple(ops.shape(x)))
     heat = (
-        per_target(lambda c: render.normalize(render.resize(c, size) if size else c), cam, multi) if heatmaps else None
+        per_target(lambda c: maps.normalize(maps.resize(c, size) if size else c), cam, multi) if heatmaps else None
     )
     return MethodResult(cam, heat, targets, scores, outputs, layer=g.layer)

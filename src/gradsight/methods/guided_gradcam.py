@@ -6,12 +6,13 @@ from typing import Any
 
 import numpy as np
 
+from .. import maps
 from ..backends.base import Backend
 from ..errors import InputError
 from ..rules import RULES
 from ..targets import Target
 from ._common import MethodResult, input_channel_axis, input_heatmaps, per_target, spatial_size, warn_zero
-from .gradcam import cam_from, check_gate
+from .gradcam import cam_from, check_gate, gradcam
 
 
 def guided_gradcam(
@@ -32,16 +33,16 @@ def guided_gradcam(
     ``layer=[...]``: the Grad-CAM maps of the layers resized to the input, min-max
     normalised and averaged, then multiplied with guided backprop.
     """
-    from .. import render
-
     if isinstance(layer, (list, tuple)):
-        from .gradcam import gradcam
-
         return gradcam(bk, model, x, target, layer=layer, call=call, gate=gate, guided=True, output=output)
 
     size = spatial_size(bk, model, tuple(bk.ops.shape(x)))
     if size is None or len(bk.ops.shape(x)) != 4:
-        raise InputError("guided Grad-CAM needs image batches (N, C, H, W) or (N, H, W, C).")
+        raise InputError(
+            f"guided Grad-CAM weighs guided backprop by a Grad-CAM map, which needs a layer with a spatial 4-D "
+            f"output; this input has shape {tuple(bk.ops.shape(x))}, not an image batch (N, C, H, W) or "
+            "(N, H, W, C), so the model has no such layer. Use guided_backprop or saliency."
+        )
     check_gate(gate)
     ref = bk.resolve_layer(model, "auto" if layer is None else layer)
     g = bk.gradients(
@@ -52,7 +53,7 @@ def guided_gradcam(
     multi = cam.scores.ndim == 2
     gb = bk.ops.numpy(g.input_grad).astype(np.float32)
     warn_zero(gb, cam.outputs, "guided_backprop", k_axis=multi)
-    up = per_target(lambda c: render.resize(c, size), cam.attributions, multi)
+    up = per_target(lambda c: maps.resize(c, size), cam.attributions, multi)
     axis = input_channel_axis(bk, model)
     attr = (gb * np.expand_dims(up, axis + 1 if multi and axis > 0 else axis)).astype(np.float32)
     return MethodResult(

@@ -75,13 +75,14 @@ def smoothgrad(
     sigma = (noise * (xn.max(1) - xn.min(1))).astype(np.float32)
     channels_last = len(shape) == 4 and bk.input_layout(model) == "channels_last"
     canonical = (n, shape[3], shape[1], shape[2]) if channels_last else shape
-    root = int(seed) if seed is not None else int(np.random.SeedSequence().entropy)
+    root = int(seed) if seed is not None else int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
 
     def noise_for(s: int) -> np.ndarray:
         eps = np.random.default_rng([root, s]).standard_normal(canonical, dtype=np.float32)
         if channels_last:
             eps = eps.transpose(0, 2, 3, 1)
-        return eps * sigma.reshape((n,) + (1,) * (len(shape) - 1))
+        scaled: np.ndarray = eps * sigma.reshape((n,) + (1,) * (len(shape) - 1))
+        return scaled
 
     acc = _Sums(ops, aggregate)
     if base == "integrated_gradients":

@@ -7,9 +7,9 @@ RGB images are uint8 (N, H, W, 3).
 
 from __future__ import annotations
 
-from ._color import colorize, colorize_signed, to_rgb_uint8
+from ..maps import normalize, normalize_signed, reduce_channels, resize
+from ._color import colorize, colorize_signed, displayable, to_rgb_uint8
 from ._compose import grid, overlay, save_png
-from ._maps import normalize, normalize_signed, reduce_channels, resize
 
 __all__ = [
     "normalize",
@@ -19,6 +19,7 @@ __all__ = [
     "colorize",
     "colorize_signed",
     "to_rgb_uint8",
+    "displayable",
     "overlay",
     "grid",
     "save_png",

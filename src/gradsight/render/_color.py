@@ -1,4 +1,4 @@
-"""Colour: colormaps for maps, and conversion of images to RGB uint8."""
+"""Colour: colormaps for maps, conversion of images to RGB uint8, de-normalising model input for display."""
 
 from __future__ import annotations
 
@@ -9,7 +9,7 @@ from PIL import Image
 
 from gradsight.errors import InputError, close_matches
 
-from ._maps import normalize_signed
+from ..maps import normalize_signed
 
 _ACCEPTED = (
     "(N, H, W, 3), (N, 3, H, W), (N, H, W, 1), (N, 1, H, W), (H, W, 3), (3, H, W), "
@@ -155,3 +155,26 @@ def to_rgb_uint8(images: Any, layout: str | None = None) -> np.ndarray:
     if rgb.shape[-1] == 1:
         rgb = np.repeat(rgb, 3, axis=-1)
     return np.ascontiguousarray(rgb)
+
+
+def displayable(images: Any) -> tuple[Any, str | None]:
+    """Pictures from what a user passes to ``overlay``/``save``, and a warning when they were model input.
+
+    Floats with negative values are normalised model input (ImageNet, caffe or tf
+    scaling, an MNIST mean/std): drawn as they are they would be black. Each image is
+    rescaled to its own min..max for display, and the returned note says so.
+    """
+    if images is None or isinstance(images, (list, tuple)) or not hasattr(images, "dtype"):
+        return images, None
+    arr = images.detach().cpu().numpy() if hasattr(images, "detach") else np.asarray(images)
+    if not np.issubdtype(arr.dtype, np.floating) or arr.size == 0 or float(np.nanmin(arr)) >= -1e-3:
+        return images, None
+    lo, hi = float(np.nanmin(arr)), float(np.nanmax(arr))
+    axes = tuple(range(1, arr.ndim)) if arr.ndim >= 3 else None
+    amin = np.nanmin(arr, axis=axes, keepdims=True)
+    amax = np.nanmax(arr, axis=axes, keepdims=True)
+    out = (arr - amin) / np.maximum(amax - amin, 1e-12)
+    return out.astype(np.float32), (
+        f"the images look like normalised model input (values {lo:.3g}..{hi:.3g}); each is shown rescaled to its "
+        "own min..max. Pass the original images (uint8, or floats in [0, 1]) for true colours."
+    )

@@ -12,8 +12,8 @@ from PIL import Image, ImageDraw, ImageFont
 
 from gradsight.errors import InputError
 
+from ..maps import resize
 from ._color import colorize, to_rgb_uint8
-from ._maps import resize
 
 
 def _single_rgb(image: Any, what: str = "image") -> np.ndarray:

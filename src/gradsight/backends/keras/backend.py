@@ -3,24 +3,30 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, ExitStack, contextmanager
+from typing import TYPE_CHECKING, Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
 from ...errors import InputError, ModelError, SaturationWarning, warn
-from ...rules import Rule, RuleReport
-from ...targets import Target
-from ..base import Backend, Gradients
+from ...rules import Rule, RuleReport, RuleSwitch
+from ..base import Backend, Gradients, LayerRef, Request, Settings
+from ..saturation import saturation_message
+from . import inspect as params
+from . import params as sanity
+from .capture import PATCHING, capture_layer, find_layer, named_layers, wrap_call
 from .compiled import forward as compiled_forward
 from .compiled import forward_with_activation as compiled_forward_with_activation
-from .capture import PATCHING, capture, capture_auto, chosen, named_layers, resolve_layer, wrap_call
 from .models import final_softmax, input_info, require_final_softmax
 from .ops import KerasOps
+from .primitives import training_flag
 from .rules import apply_rule
-from .trace import Request, run
+from .trace import Key, run, to_gradients
+
+if TYPE_CHECKING:
+    from ...targets import Target
 
 __all__ = ["KerasBackend"]
 
@@ -52,13 +58,13 @@ class KerasBackend(Backend):
 
     name = "keras"
     ops = KerasOps()
-
-    def __init__(self) -> None:
-        self._training: bool | None = False
-        self._logits = False
+    layout = "(N, H, W, C)"
+    dense_kind = "Dense"
+    parameter_layers = staticmethod(sanity.parameter_layers)
+    randomized = staticmethod(sanity.randomized)
 
     @contextmanager
-    def session(self, model: keras.Model, eval_mode: bool = True, logits: bool = False) -> Iterator[None]:
+    def session(self, model: keras.Model, eval_mode: bool = True, logits: bool = False) -> Iterator[KerasBackend]:
         """Calls run with ``training=False`` (``eval_mode=False``: Keras' own default, ``training=None``).
 
         ``logits=True`` skips a final softmax (see :func:`~.models.strip_softmax`); without
@@ -68,17 +74,8 @@ class KerasBackend(Backend):
         _check_model(model)
         softmax = require_final_softmax(model) if logits else final_softmax(model)
         if softmax is not None and not logits:
-            warn(
-                f"the model's last layer {softmax.name!r} applies a softmax: gradients of probabilities saturate "
-                "(near-zero or misleading maps). Pass logits=True to explain the pre-softmax scores.",
-                SaturationWarning,
-            )
-        saved = self._training, self._logits
-        self._training, self._logits = (False if eval_mode else None), logits
-        try:
-            yield
-        finally:
-            self._training, self._logits = saved
+            warn(saturation_message(f"its last layer {softmax.name!r}, a softmax"), SaturationWarning)
+        yield KerasBackend(Settings(eval_mode, logits))
 
     def prepare_input(self, model: keras.Model, x: Any) -> tf.Tensor:
         if not (isinstance(x, np.ndarray) or tf.is_tensor(x)):
@@ -118,63 +115,34 @@ class KerasBackend(Backend):
     def activation_channel_axis(self) -> int:
         return -1
 
-    def resolve_layer(self, model: keras.Model, layer: Any) -> Any:
-        found = resolve_layer(model, layer)
-        return "auto" if found is None else found
+    def find_layer(self, model: keras.Model, layer: Any) -> LayerRef:
+        return find_layer(model, layer)
 
-    def gradients(
-        self,
-        model: keras.Model,
-        x: tf.Tensor,
-        target: Target,
-        *,
-        rule: Rule | None = None,
-        layer: Any = None,
-        call: int = -1,
-        wrt_input: bool = True,
-        output: int | str | None = None,
-        layer_rule: Rule | None = None,
-    ) -> Gradients:
-        path = layer if layer is None or layer == "auto" else layer[0]
-        if isinstance(output, list):
-            output = tuple(output)  # part of the (hashable) cache key
-        req = Request(rule, path, call, wrt_input, output, self._training, self._logits, layer_rule)
-        out, meta = run(model, req, x, target)
-        report: RuleReport | None = meta.get("report")
-        if report is not None:
-            report.check(f"{report.rule.name} rule on {type(model).__name__}")
-        return Gradients(
-            outputs=out["outputs"],
-            scores=out["scores"],
-            targets=out.get("idx"),
-            input_grad=out.get("input_grad"),
-            activation=out.get("activation"),
-            layer_grad=out.get("layer_grad"),
-            layer=meta.get("layer"),
-        )
+    def compute(self, model: keras.Model, x: tf.Tensor, target: Target, request: Request) -> Gradients:
+        out, meta = run(model, Key.of(request, self.settings), x, target)
+        return to_gradients(model, out, meta)
 
     def forward(self, model: keras.Model, x: tf.Tensor, output: int | str | None = None) -> tf.Tensor:
-        return compiled_forward(model, x, output, self._training, self._logits)  # traced when repeated
+        return compiled_forward(model, x, output, self.settings)  # traced when repeated
 
     def forward_with_activation(
         self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1, output: int | str | None = None
     ) -> tuple[Any, tf.Tensor, str]:
-        return compiled_forward_with_activation(model, x, layer, call, output, self._training, self._logits)
+        ref = self.resolve_layer(model, layer)
+        return compiled_forward_with_activation(model, x, ref, call, output, self.settings)
 
     def activations(self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1) -> tuple[tf.Tensor, str]:
-        with PATCHING, ExitStack() as stack:
-            auto = stack.enter_context(capture_auto(model)) if layer == "auto" else None
-            cap = None if auto is not None else stack.enter_context(capture(layer[1], layer[0]))
-            model(x, training=self._training)
-        activation, name = chosen(model, auto, cap, call)
-        return activation, name
+        with PATCHING, capture_layer(model, self.resolve_layer(model, layer)) as cap:
+            model(x, training=training_flag(self.settings))
+        return cap.get(call)
 
-    @contextmanager
-    def backward_rule(self, model: keras.Model, rule: Rule) -> Iterator[Any]:
+    def rule_scope(self, model: keras.Model, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
         _check_model(model)
-        with apply_rule(model, rule) as report:
-            yield report
-        report.check(f"backward_rule({type(model).__name__}, {rule.name!r})")
+        return apply_rule(model, rule)
+
+    def final_softmax(self, model: keras.Model, x: tf.Tensor) -> str | None:
+        layer = final_softmax(model)
+        return None if layer is None else f"its last layer {layer.name!r}, a softmax"
 
     def layers(self, model: keras.Model, x: tf.Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
         rows: list[tuple[str, str, tuple[int, ...] | None]] = []
@@ -195,3 +163,23 @@ class KerasBackend(Backend):
                 stack.enter_context(wrap_call(layer, recorder(path, layer)))
             model(x, training=False)
         return rows
+
+    def dense_layers(self, model: keras.Model) -> list[tuple[str, Any]]:
+        return params.dense_layers(model)
+
+    def dense_params(self, layer: Any) -> tuple[np.ndarray, np.ndarray]:
+        return params.dense_params(layer)
+
+    def conv_layers(self, model: keras.Model) -> list[tuple[str, Any]]:
+        return params.conv_layers(model)
+
+    def conv_kernel(self, layer: Any) -> np.ndarray:
+        return params.conv_kernel(layer)
+
+    def weights(self, model: keras.Model) -> list[tuple[str, str, np.ndarray, bool]]:
+        return params.weights(model)
+
+    def layer_inputs(self, model: keras.Model, x: tf.Tensor, layers: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
+        with PATCHING, params.record_inputs(layers) as seen:
+            model(x, training=False)
+        return seen

@@ -17,8 +17,9 @@ from typing import Any
 import keras
 import tensorflow as tf
 
-from ...errors import LayerNotCalledError, LayerNotFoundError, ModelError, close_matches
-from ..base import Capture
+from ...errors import LayerNotFoundError, ModelError, close_matches
+from ..autolayer import auto_layer_error, pick, spatial_hint
+from ..base import Capture, Captured, LayerRef
 
 __all__ = [
     "PATCHING",
@@ -27,13 +28,15 @@ __all__ = [
     "capture_auto",
     "iter_layers",
     "named_layers",
-    "resolve_layer",
+    "find_layer",
     "is_spatial",
     "shadow",
     "wrap_call",
-    "auto_layer_error",
-    "chosen",
+    "LAYOUT",
+    "capture_layer",
 ]
+
+LAYOUT = "(N, H, W, C)"
 
 
 PATCHING = threading.RLock()
@@ -70,19 +73,17 @@ def named_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
     return list(iter_layers(model))
 
 
-def resolve_layer(model: keras.Model, layer: Any) -> tuple[str, keras.layers.Layer] | None:
-    """``(path, layer)`` for a name, a path such as ``"base/block5_conv3"`` or a layer object.
+def find_layer(model: keras.Model, layer: Any) -> LayerRef:
+    """The layer named by a name, a path such as ``"base/block5_conv3"``, or a layer object.
 
-    ``None`` for None/"auto". A bare name may match a layer at any depth; it must be
-    unique there (otherwise the error lists the paths to choose from).
+    A bare name may match a layer at any depth; it must be unique there (otherwise the
+    error lists the paths to choose from).
     """
-    if layer is None or (isinstance(layer, str) and layer == "auto"):
-        return None
     named = named_layers(model)
     if isinstance(layer, keras.layers.Layer):
         for path, found in named:
             if found is layer:
-                return path, found
+                return LayerRef(path, found)
         raise LayerNotFoundError(
             f"the layer object {layer.name!r} ({type(layer).__name__}) is not a layer of this model; pass one "
             "of its layers, a layer name or path (e.g. 'base/block5_conv3'), or None for the automatic choice."
@@ -91,10 +92,10 @@ def resolve_layer(model: keras.Model, layer: Any) -> tuple[str, keras.layers.Lay
         raise LayerNotFoundError(f"layer must be a name, a keras layer or None; got {type(layer).__name__}.")
     by_path = dict(named)
     if layer in by_path:
-        return layer, by_path[layer]
+        return LayerRef(layer, by_path[layer])
     hits = [(p, lay) for p, lay in named if lay.name == layer]
     if len(hits) == 1:
-        return hits[0]
+        return LayerRef(*hits[0])
     if len(hits) > 1:
         raise LayerNotFoundError(
             f"{len(hits)} layers are named {layer!r} in this model's nested models; pass a path: "
@@ -102,7 +103,9 @@ def resolve_layer(model: keras.Model, layer: Any) -> tuple[str, keras.layers.Lay
             + "."
         )
     names = sorted({lay.name for _, lay in named} | set(by_path))
-    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + close_matches(layer, names))
+    # no close name: list the convolutional layers instead
+    hint = close_matches(layer, names) or spatial_hint([(p, type(lay).__name__) for p, lay in named])
+    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + hint)
 
 
 def is_spatial(t: Any) -> bool:
@@ -186,26 +189,28 @@ def capture_auto(model: keras.Model) -> Iterator[list[tuple[str, tf.Tensor]]]:
         yield seen
 
 
-def chosen(
-    model: keras.Model, auto: list[tuple[str, tf.Tensor]] | None, cap: Capture | None, call: int
-) -> tuple[tf.Tensor | None, str | None]:
-    """``(activation, layer name)`` after a forward pass with :func:`capture_auto` or :func:`capture`."""
-    if auto is not None:
+class _Captured(Captured):
+    def __init__(self, model: keras.Model, cap: Capture | None, auto: list[tuple[str, tf.Tensor]] | None) -> None:
+        self.model, self.cap, self.auto = model, cap, auto
+
+    def get(self, call: int) -> tuple[tf.Tensor, str]:
+        if self.cap is not None:
+            return self.cap.get(call), self.cap.name
+        auto = self.auto or []
         if not auto:
-            raise auto_layer_error(model)
-        name = auto[-1][0]
-        seen = [t for p, t in auto if p == name]
-        return Capture(name, seen).get(call), name  # same range check as an explicit layer
-    if cap is None:
-        return None, None
-    activation = cap.get(call)
-    if activation.shape.rank is not None and activation.shape.rank < 2:
-        raise ModelError(f"layer {cap.name!r} output has shape {tuple(activation.shape)}; pick a layer with a batch axis.")
-    return activation, cap.name
+            raise auto_layer_error(self.model, LAYOUT)
+        kinds = {p: type(lay).__name__ for p, lay in iter_layers(self.model)}
+        name = auto[pick([kinds.get(p, "") for p, _ in auto], [tuple(t.shape[1:3]) for _, t in auto]) or 0][0]
+        return Capture(name, [t for p, t in auto if p == name]).get(call), name  # same range check as a named layer
 
 
-def auto_layer_error(model: keras.Model) -> LayerNotCalledError:
-    return LayerNotCalledError(
-        f"no layer of this {type(model).__name__} produced a 4-D (N, H, W, C) output with spatial size > 1, "
-        "so Grad-CAM has no map to weigh; pass layer=NAME (`gradsight layers --model ...` lists them)."
-    )
+@contextmanager
+def capture_layer(model: keras.Model, layer: LayerRef) -> Iterator[Captured]:
+    """:func:`capture` of ``layer``, or :func:`capture_auto` for :data:`~gradsight.backends.base.AUTO`."""
+    if layer.auto:
+        with capture_auto(model) as seen:
+            yield _Captured(model, None, seen)
+    else:
+        obj = layer.obj if layer.obj is not None else dict(named_layers(model))[layer.name]
+        with capture(obj, layer.name) as cap:
+            yield _Captured(model, cap, None)

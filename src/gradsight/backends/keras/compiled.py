@@ -12,62 +12,65 @@ from __future__ import annotations
 
 import weakref
 from collections import OrderedDict
-from collections.abc import Callable
+from collections.abc import Callable, Hashable
 from contextlib import ExitStack
 from typing import Any
 
 import keras
 import tensorflow as tf
 
-from ...targets import select_output
-from .capture import PATCHING, capture, capture_auto, chosen
+from ..base import LayerRef, Settings
+from ..outputs import check_tensors, select_output
+from .capture import PATCHING, capture_layer
 from .models import strip_softmax
+from .primitives import training_flag
 from .trace import forward as eager_forward
 
 __all__ = ["forward", "forward_with_activation"]
 
 MAX_ENTRIES = 8
-_CACHE: weakref.WeakKeyDictionary[keras.Model, OrderedDict] = weakref.WeakKeyDictionary()
+_CACHE: weakref.WeakKeyDictionary[keras.Model, OrderedDict[Hashable, Any]] = weakref.WeakKeyDictionary()
 
 
 class _Body:
     """What ``tf.function`` traces (holds the model weakly: the cache is keyed by it)."""
 
-    def __init__(self, model: keras.Model, output: Any, training: bool | None, logits: bool) -> None:
+    def __init__(self, model: keras.Model, output: Any, settings: Settings) -> None:
         self.model = weakref.ref(model)
-        self.output, self.training, self.logits = output, training, logits
+        self.output, self.settings = output, settings
 
     def __call__(self, x: tf.Tensor) -> Any:
-        return eager_forward(self.model(), x, self.output, self.training, self.logits)
+        return eager_forward(self.model(), x, self.output, self.settings)
 
 
 def eager_forward_with_activation(
-    model: keras.Model, x: tf.Tensor, layer: Any, call: int, output: Any, training: bool | None, logits: bool
+    model: keras.Model, x: tf.Tensor, layer: LayerRef, call: int, output: Any, settings: Settings
 ) -> tuple[Any, tf.Tensor, str]:
     """(selected output, the layer's output at its call-th call, layer name) from one forward pass."""
     with PATCHING, ExitStack() as stack:
-        if logits:
+        if settings.logits:  # before the capture, which then records the stripped model's layer
             stack.enter_context(strip_softmax(model))
-        auto = stack.enter_context(capture_auto(model)) if layer == "auto" else None
-        cap = None if auto is not None else stack.enter_context(capture(layer[1], layer[0]))
-        outputs = select_output(model(x, training=training), output)
-    activation, name = chosen(model, auto, cap, call)
-    return outputs, activation, name
+        cap = stack.enter_context(capture_layer(model, layer))
+        outputs = select_output(model(x, training=training_flag(settings)), output)
+    activation, name = cap.get(call)
+    return check_tensors(outputs, tf.is_tensor), activation, name
 
 
 class _CaptureBody:
-    def __init__(self, model: keras.Model, layer: Any, call: int, output: Any, training: bool | None, logits: bool) -> None:
+    def __init__(self, model: keras.Model, layer: LayerRef, call: int, output: Any, settings: Settings) -> None:
         self.model = weakref.ref(model)
-        self.args = (layer, call, output, training, logits)
+        self.args = (layer.without_obj(), call, output, settings)  # the cache must not hold the model's layers
         self.name = ""
 
-    def __call__(self, x: tf.Tensor) -> Any:
+    def __call__(self, x: tf.Tensor) -> tuple[Any, tf.Tensor]:
         outputs, activation, self.name = eager_forward_with_activation(self.model(), x, *self.args)
         return outputs, activation
 
 
-def _cached(model: keras.Model, key: tuple, x: tf.Tensor, make: Callable[[], Any], eager: Callable[[], Any]) -> Any:
-    """``eager()`` at a key's first call (and for untraceable models), the traced ``make()`` from its second."""
+def _cached(
+    model: keras.Model, key: Hashable, x: tf.Tensor, make: Callable[[], Any], eager: Callable[[], Any]
+) -> tuple[Any, Any]:
+    """``(None, eager())`` at a key's first call (and for untraceable models), ``(entry, traced make())`` from its second."""
     entries = _CACHE.setdefault(model, OrderedDict())
     entry = entries.get(key)
     if entry is None or entry == "eager":
@@ -90,27 +93,29 @@ def _compile(body: Any, x: tf.Tensor) -> tuple[Any, Any]:
     return tf.function(body, input_signature=[tf.TensorSpec(x.shape, x.dtype)], autograph=False), body
 
 
-def forward(model: keras.Model, x: tf.Tensor, output: Any, training: bool | None, logits: bool) -> Any:
+def _output_key(output: Any) -> Hashable:
+    return tuple(output) if isinstance(output, list) else output
+
+
+def forward(model: keras.Model, x: tf.Tensor, output: Any, settings: Settings) -> Any:
     """The selected output for ``x``: eagerly at a key's first call, traced from its second."""
-    key = ("forward", output if not isinstance(output, list) else tuple(output), training, logits, tuple(x.shape),
-           x.dtype.name)
-    _, out = _cached(model, key, x, lambda: _compile(_Body(model, output, training, logits), x),
-                     lambda: eager_forward(model, x, output, training, logits))
+    key = ("forward", _output_key(output), settings, tuple(x.shape), x.dtype.name)
+    _, out = _cached(model, key, x, lambda: _compile(_Body(model, output, settings), x),
+                     lambda: eager_forward(model, x, output, settings))
     return out
 
 
 def forward_with_activation(
-    model: keras.Model, x: tf.Tensor, layer: Any, call: int, output: Any, training: bool | None, logits: bool
+    model: keras.Model, x: tf.Tensor, layer: LayerRef, call: int, output: Any, settings: Settings
 ) -> tuple[Any, tf.Tensor, str]:
     """:func:`eager_forward_with_activation`, traced from a key's second call."""
-    path = layer if layer == "auto" else layer[0]
-    key = ("capture", path, call, output if not isinstance(output, list) else tuple(output), training, logits,
-           tuple(x.shape), x.dtype.name)
+    key = ("capture", layer.without_obj(), call, _output_key(output), settings, tuple(x.shape), x.dtype.name)
     entry, out = _cached(
-        model, key, x, lambda: _compile(_CaptureBody(model, layer, call, output, training, logits), x),
-        lambda: eager_forward_with_activation(model, x, layer, call, output, training, logits),
+        model, key, x, lambda: _compile(_CaptureBody(model, layer, call, output, settings), x),
+        lambda: eager_forward_with_activation(model, x, layer, call, output, settings),
     )
     if entry is None:
-        return out
+        result: tuple[Any, tf.Tensor, str] = out
+        return result
     outputs, activation = out
     return outputs, activation, entry[1].name

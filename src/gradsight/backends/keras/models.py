@@ -15,41 +15,33 @@ from .capture import iter_layers, shadow, wrap_call
 __all__ = ["load_model", "input_info", "final_softmax", "require_final_softmax", "strip_softmax"]
 
 
-def load_model(path: str | Path, custom_objects: dict[str, Any] | None = None, safe_mode: bool = True) -> keras.Model:
-    """Load a ``.keras`` or legacy ``.h5`` model file (uncompiled: gradsight needs no optimizer).
+def load_model(
+    path: str | Path,
+    custom_objects: dict[str, Any] | None = None,
+    safe_mode: bool = True,
+    weights: str | Path | None = None,
+) -> keras.Model:
+    """Load a ``.keras``, Keras 2 ``.h5`` (TF1-era layout too) or ``.json`` + ``weights`` model (uncompiled).
 
     Parameters
     ----------
     path:
-        The model file.
+        The model file; a ``model.to_json()`` architecture needs ``weights``.
     custom_objects:
         Custom layers / functions the file refers to, as for ``keras.models.load_model``.
     safe_mode:
-        Passed to ``keras.models.load_model`` (``.keras`` files with lambda layers need ``False``).
+        Passed to Keras (``.keras`` files with lambda layers need ``False``).
+    weights:
+        With an architecture ``.json``: the ``save_weights()`` file.
 
     Raises
     ------
     ModelError
-        The file does not exist, or Keras cannot read a model from it.
+        The file cannot be loaded; the message names the cause (see :mod:`.legacy`).
     """
-    p = Path(path)
-    if not p.exists():
-        raise ModelError(f"model file {str(p)!r} does not exist.")
-    if p.is_dir() or p.suffix.lower() not in (".keras", ".h5", ".hdf5"):
-        raise ModelError(
-            f"{str(p)!r} is not a Keras model file: Keras 3 loads '.keras' and legacy '.h5' files "
-            "(a TF SavedModel folder can be wrapped with keras.layers.TFSMLayer)."
-        )
-    try:
-        model = keras.models.load_model(p, custom_objects=custom_objects, compile=False, safe_mode=safe_mode)
-    except Exception as exc:  # noqa: BLE001 - every reader failure means the same thing to the user
-        raise ModelError(
-            f"Keras could not load a model from {str(p)!r}: {type(exc).__name__}: {exc}. If the model uses custom "
-            "layers, pass them with custom_objects={...}."
-        ) from exc
-    if not isinstance(model, keras.Model):
-        raise ModelError(f"{str(p)!r} holds a {type(model).__name__}, not a keras.Model.")
-    return model
+    from .legacy import load_file
+
+    return load_file(path, weights=weights, custom_objects=custom_objects, safe_mode=safe_mode)
 
 
 def input_info(model: keras.Model) -> tuple[tuple[int | None, ...] | None, str | None, Any]:

@@ -6,6 +6,8 @@ there because gradsight traces with the exact input shape).
 
 from __future__ import annotations
 
+from typing import Any
+
 import numpy as np
 import tensorflow as tf
 
@@ -20,6 +22,12 @@ class KerasOps(Ops):
     def numpy(self, t: tf.Tensor) -> np.ndarray:
         a = t.numpy() if hasattr(t, "numpy") else np.asarray(t)
         return a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) and a.dtype != np.float32 else a
+
+    def is_tensor(self, t: Any) -> bool:
+        return bool(tf.is_tensor(t))
+
+    def detach(self, t: tf.Tensor) -> tf.Tensor:
+        return tf.stop_gradient(t)
 
     def shape(self, t: tf.Tensor) -> tuple[int, ...]:
         return tuple(t.shape)

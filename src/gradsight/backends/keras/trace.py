@@ -21,39 +21,44 @@ import weakref
 from collections import OrderedDict
 from collections.abc import Hashable
 from contextlib import ExitStack
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import keras
 import numpy as np
 import tensorflow as tf
 
-from ...errors import EagerFallbackWarning, GradsightError, ModelError, NotDifferentiableError, warn
-from ...rules import Rule, layer_switch
-from ...targets import CallableTarget, ClassTarget, Target, select_output
-from .capture import PATCHING, capture, capture_auto, chosen, named_layers
+from ...errors import EagerFallbackWarning, GradsightError, warn
+from ...rules import RuleReport
+from ...targets import CallableTarget, ClassTarget, Target
+from .. import pipeline
+from ..base import Gradients, Request, Settings
+from ..outputs import check_tensors, select_output
+from .capture import PATCHING
 from .models import strip_softmax
 from .ops import FedClassOps, KerasOps
-from .rules import apply_rule
+from .primitives import KerasPrimitives, training_flag
 
-__all__ = ["Request", "run", "forward", "traces", "MAX_ENTRIES"]
+__all__ = ["Key", "run", "forward", "traces", "MAX_ENTRIES"]
 
 MAX_ENTRIES = 32
 """Compiled functions kept per model (least recently used dropped first)."""
 
 
 @dataclass(frozen=True)
-class Request:
-    """What one gradient computation is asked for (everything but the input and the classes)."""
+class Key:
+    """What one compiled computation is for (everything but the input and the classes); hashable.
 
-    rule: Rule | None = None
-    layer: str | None = None  # a layer path, "auto", or None
-    call: int = -1
-    wrt_input: bool = True
-    output: int | str | None = None
-    training: bool | None = False
-    logits: bool = False
-    layer_rule: Rule | None = None  # the gradient at the layer by this rule, the input's by ``rule``
+    The layer is kept by name only: a cache entry must not hold the model's layers.
+    """
+
+    request: Request
+    settings: Settings
+
+    @staticmethod
+    def of(request: Request, settings: Settings) -> Key:
+        layer = None if request.layer is None else request.layer.without_obj()
+        return Key(replace(request, layer=layer), settings)
 
 
 def _fed(target: Target | None) -> bool:
@@ -80,110 +85,62 @@ def _target_key(target: Target, n: int) -> Hashable | None:
     return (type(target).__name__, obj)
 
 
-def _check_tensors(outputs: Any) -> Any:
-    """The selected output: a tensor, or a list of tensors when ``output=`` named several."""
-    for o in outputs if isinstance(outputs, list) else [outputs]:
-        if not tf.is_tensor(o):
-            raise ModelError(f"the model output is a {type(o).__name__}, not a tensor; use output= to pick one.")
-    return outputs
+_TENSORS = ("outputs", "scores", "targets", "input_grad", "activation", "layer_grad")
 
 
-def _gradients(tape: tf.GradientTape, scores: tf.Tensor, total: tf.Tensor | None, sources: list) -> list:
-    """d scores / d sources; for (N, k) scores one gradient per column, stacked after the batch axis."""
-    if total is not None:
-        return tape.gradient(total, sources)
-    k = scores.shape[1]
-    cols = [
-        tape.gradient(scores, sources, output_gradients=tf.broadcast_to(tf.one_hot(j, k, dtype=scores.dtype), scores.shape))
-        for j in range(k)
-    ]
-    return [None if cols[0][i] is None else tf.stack([c[i] for c in cols], axis=1) for i in range(len(sources))]
-
-
-def compute(model: keras.Model, req: Request, x: tf.Tensor, target: Target, ops: KerasOps) -> tuple[dict, dict]:
-    """Tensors ``outputs, scores, [idx], [input_grad], [activation, layer_grad]`` and Python ``meta``.
+def compute(model: keras.Model, key: Key, x: tf.Tensor, target: Target, ops: KerasOps) -> tuple[dict, dict]:
+    """The shared pipeline for ``key``: its tensors (a dict, what a traced function returns) and Python ``meta``.
 
     Scores (N, k) give gradients (N, k, ...): column j is the gradient of ``scores[:, j]``.
-    With a ``layer_rule`` unlike ``rule`` the forward pass is recorded once with a
-    :class:`~gradsight.rules.RuleSwitch` and the tape differentiated twice (to the layer,
+    With a ``layer_rule`` unlike ``rule`` the tape is differentiated twice (to the layer,
     then to the input); a custom gradient's Python runs at each ``tape.gradient`` call
     (while tracing, when compiled), so each pass sees the rule current at that call.
     """
-    layer = dict(named_layers(model)).get(req.layer) if req.layer not in (None, "auto") else None
-    switch = layer_switch(req.rule, req.layer_rule) if req.layer is not None else None
-    rule = switch if switch is not None else req.rule
-    with PATCHING, ExitStack() as stack:
-        report = stack.enter_context(apply_rule(model, rule)) if rule is not None else None
-        if req.logits:
-            stack.enter_context(strip_softmax(model))
-        auto = stack.enter_context(capture_auto(model)) if req.layer == "auto" else None
-        cap = stack.enter_context(capture(layer, req.layer)) if layer is not None else None
-        # persistent: (N, k) scores take one backward pass per column
-        with tf.GradientTape(watch_accessed_variables=False, persistent=True) as tape:
-            tape.watch(x)
-            outputs = _check_tensors(select_output(model(x, training=req.training), req.output))
-            scores, idx = target.scores(outputs, ops)
-            total = tf.reduce_sum(scores) if scores.shape.rank == 1 else None
-    activation, name = chosen(model, auto, cap, req.call)
-
-    what = (["input"] if req.wrt_input else []) + ([f"layer {name!r}"] if activation is not None else [])
-    sources = ([x] if req.wrt_input else []) + ([activation] if activation is not None else [])
-    if switch is None or activation is None:
-        grads = _gradients(tape, scores, total, sources) if sources else []
-    else:
-        switch.current = switch.layer
-        grads = _gradients(tape, scores, total, [activation])
-        if req.wrt_input:
-            switch.current = switch.input
-            grads = _gradients(tape, scores, total, [x]) + grads
-    del tape
-    for g, w in zip(grads, what):
-        if g is None:
-            raise NotDifferentiableError(
-                f"the target score does not depend differentiably on the {w} (no gradient path: an integer "
-                "cast, argmax or numpy step inside the model?)."
-                + (" Choose a layer whose output feeds the model's output (or another call=)." if w != "input" else "")
-            )
-    detached = [tf.stop_gradient(o) for o in outputs] if isinstance(outputs, list) else tf.stop_gradient(outputs)
-    out = {"outputs": detached, "scores": tf.stop_gradient(scores)}
-    if idx is not None:
-        out["idx"] = idx
-    if req.wrt_input:
-        out["input_grad"] = grads[0]
-    if activation is not None:
-        out["activation"], out["layer_grad"] = tf.stop_gradient(activation), grads[-1]
-    shape = None if isinstance(outputs, list) else tuple(outputs.shape)
-    meta = {"layer": name, "report": report, "num_classes": shape[1] if shape and len(shape) == 2 else None}
+    prims = KerasPrimitives(model, ops, key.settings)
+    g, report = pipeline.gradients(prims, model, x, target, key.request, check_rules=False)
+    out = {k: getattr(g, k) for k in _TENSORS if getattr(g, k) is not None}
+    shape = None if isinstance(g.outputs, list) else tuple(g.outputs.shape)
+    meta = {"layer": g.layer, "report": report, "num_classes": shape[1] if shape and len(shape) == 2 else None}
     return out, meta
+
+
+def to_gradients(model: keras.Model, out: dict, meta: dict) -> Gradients:
+    """:class:`Gradients` from :func:`compute`'s (possibly compiled) results; the rule report checked."""
+    report: RuleReport | None = meta.get("report")
+    if report is not None:
+        report.check(f"{report.rule.name} rule on {type(model).__name__}")
+    return Gradients(layer=meta.get("layer"), **{k: out.get(k) for k in _TENSORS})
 
 
 class _Body:
     """The Python function ``tf.function`` traces. A callable object rather than a closure:
     TF counts traces per code object and would warn about "retracing" across entries."""
 
-    def __init__(self, owner: _Compiled, model: keras.Model, req: Request) -> None:
-        self.owner, self.req = owner, req
+    def __init__(self, owner: _Compiled, model: keras.Model, key: Key) -> None:
+        self.owner, self.key = owner, key
         self.model = weakref.ref(model)  # the cache is keyed by the model: never hold it strongly
 
     def __call__(self, xt: tf.Tensor, classes: tf.Tensor) -> dict:
         owner = self.owner
         owner.traces += 1
-        ops = FedClassOps(classes) if _fed(owner.target) else KerasOps()
-        out, owner.meta = compute(self.model(), self.req, xt, owner.target, ops)
+        target = owner.target
+        assert target is not None, "traced outside _Compiled.__call__"
+        ops = FedClassOps(classes) if _fed(target) else KerasOps()
+        out, owner.meta = compute(self.model(), self.key, xt, target, ops)
         return out
 
 
 class _Compiled:
     """One traced computation for one model, request, target kind and input signature."""
 
-    def __init__(self, model: keras.Model, req: Request, x: tf.Tensor, feed: tuple[int, ...]) -> None:
+    def __init__(self, model: keras.Model, key: Key, x: tf.Tensor, feed: tuple[int, ...]) -> None:
         self.meta: dict[str, Any] = {}
         self.traces = 0
         self.ok = False
         self.target: Target | None = None
         self.feed = feed
         spec = [tf.TensorSpec(x.shape, x.dtype), tf.TensorSpec(feed, tf.int64)]
-        self.fn = tf.function(_Body(self, model, req), input_signature=spec, autograph=False)
+        self.fn = tf.function(_Body(self, model, key), input_signature=spec, autograph=False)
 
     def __call__(self, x: tf.Tensor, target: Target) -> dict:
         n = int(x.shape[0])
@@ -207,7 +164,7 @@ _CACHE: weakref.WeakKeyDictionary[keras.Model, OrderedDict] = weakref.WeakKeyDic
 _WARNED: weakref.WeakSet[keras.Model] = weakref.WeakSet()  # models already warned about the eager fallback
 
 
-def run(model: keras.Model, req: Request, x: tf.Tensor, target: Target) -> tuple[dict, dict]:
+def run(model: keras.Model, req: Key, x: tf.Tensor, target: Target) -> tuple[dict, dict]:
     """``compute`` through the cache; see the module docstring."""
     n = int(x.shape[0])
     tkey = _target_key(target, n)
@@ -251,9 +208,9 @@ def traces(model: keras.Model) -> int:
     return sum(e.traces for e in entries.values() if isinstance(e, _Compiled)) if entries else 0
 
 
-def forward(model: keras.Model, x: tf.Tensor, output: int | str | None, training: bool | None, logits: bool) -> Any:
+def forward(model: keras.Model, x: tf.Tensor, output: int | str | None, settings: Settings) -> Any:
     """The selected output for ``x``, eagerly, nothing recorded."""
     with PATCHING, ExitStack() as stack:
-        if logits:
+        if settings.logits:
             stack.enter_context(strip_softmax(model))
-        return _check_tensors(select_output(model(x, training=training), output))
+        return check_tensors(select_output(model(x, training=training_flag(settings)), output), tf.is_tensor)

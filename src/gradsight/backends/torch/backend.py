@@ -3,104 +3,54 @@
 from __future__ import annotations
 
 from collections.abc import Iterator
-from contextlib import ExitStack, contextmanager
-from typing import Any
+from contextlib import AbstractContextManager, contextmanager
+from contextvars import ContextVar
+from typing import TYPE_CHECKING, Any
 
 import numpy as np
 import torch
 
-from ...errors import InputError, ModelError, NotDifferentiableError
-from ...rules import Rule, layer_switch
-from ...targets import Target, select_output
-from ..base import Backend, Capture, Gradients, Ops
-from .capture import auto_layer_error, capture, capture_auto, hooked, is_spatial, resolve_layer
+from ...errors import InputError, NotDifferentiableError
+from ...rules import Rule, RuleReport, RuleSwitch
+from .. import pipeline
+from ..autolayer import auto_layer_error
+from ..base import (
+    Backend,
+    Capture,
+    Captured,
+    Gradients,
+    LayerChanged,
+    LayerRef,
+    Primitives,
+    Request,
+    Settings,
+)
+from ..outputs import check_tensors, select_output
+from . import inspect as params
+from . import params as sanity
+from .capture import _Seen, auto_choice, capture, capture_auto, find_layer, hooked
+from .logits import final_softmax, softmax_session
+from .ops import TorchOps
 from .rules import apply_rule
 
-__all__ = ["TorchBackend", "TorchOps"]
+if TYPE_CHECKING:
+    from ...targets import Target
+
+__all__ = ["TorchBackend", "TorchOps", "TorchPrimitives", "looped_backward"]
 
 
-class TorchOps(Ops):
-    channels_last = False
-
-    def numpy(self, t: torch.Tensor) -> np.ndarray:
-        return t.detach().cpu().float().numpy() if t.is_floating_point() else t.detach().cpu().numpy()
-
-    def shape(self, t: torch.Tensor) -> tuple[int, ...]:
-        return tuple(t.shape)
-
-    def batch_size(self, t: torch.Tensor) -> int:
-        return int(t.shape[0])
-
-    def argmax(self, t: torch.Tensor, axis: int) -> torch.Tensor:
-        return t.detach().argmax(dim=axis)
-
-    def as_index(self, idx: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(np.ascontiguousarray(idx), dtype=torch.long, device=like.device)
-
-    def take_rows(self, t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return t.gather(1, idx[:, None])[:, 0]
-
-    def mean(self, t: torch.Tensor, axis: tuple[int, ...], keepdims: bool = False) -> torch.Tensor:
-        return t.mean(dim=axis, keepdim=keepdims)
-
-    def sum(self, t: torch.Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> torch.Tensor:
-        return t.sum(dim=axis, keepdim=keepdims)
-
-    def relu(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.relu(t)
-
-    def step(self, t: torch.Tensor) -> torch.Tensor:
-        return (t > 0).to(t.dtype)
-
-    def from_numpy(self, a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-        t = torch.as_tensor(a, device=like.device, dtype=like.dtype)
-        # new batches keep a channels-last input's memory layout (mixing layouts is slow)
-        return t.contiguous(memory_format=torch.channels_last) if a.ndim == 4 and _channels_last(like) else t
-
-    def tile_batch(self, t: torch.Tensor, k: int) -> torch.Tensor:
-        if not _channels_last(t):
-            return t.repeat(k, *([1] * (t.dim() - 1)))
-        out = torch.empty((k * t.shape[0],) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device,
-                          memory_format=torch.channels_last)  # repeat() would return NCHW
-        out.view((k,) + tuple(t.shape)).copy_(t)
-        return out
-
-    def reshape(self, t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
-        return t.reshape(shape)
-
-    def sigmoid(self, t: torch.Tensor) -> torch.Tensor:
-        return torch.sigmoid(t)
-
-    def concat(self, ts: list[torch.Tensor], axis: int = 0) -> torch.Tensor:
-        return ts[0] if len(ts) == 1 else torch.cat(ts, dim=axis)
-
-    def topk(self, t: torch.Tensor, k: int) -> torch.Tensor:
-        return t.detach().topk(k, dim=1).indices
-
-    def take_along(self, t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
-        return t.gather(1, idx)
-
-    def min(self, t: torch.Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> torch.Tensor:
-        return t.amin(dim=axis, keepdim=keepdims)
-
-    def max(self, t: torch.Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> torch.Tensor:
-        return t.amax(dim=axis, keepdim=keepdims)
-
-    def safe_div(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
-        return torch.where(b != 0, a / torch.where(b != 0, b, torch.ones_like(b)), torch.zeros_like(b))
-
-    def resize(self, maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
-        out = torch.nn.functional.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)
-        return out[:, 0]
+_BATCHED: ContextVar[bool] = ContextVar("gradsight_torch_batched_backward", default=True)
 
 
-def _channels_last(t: torch.Tensor) -> bool:
-    """True for a 4-D tensor stored NHWC (``memory_format=torch.channels_last``) and not NCHW."""
-    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)
-
-
-BATCHED_BACKWARD = True
-"""k targets per sample: one batched backward pass (True) or k passes on the retained graph."""
+@contextmanager
+def looped_backward() -> Iterator[None]:
+    """k targets per sample take k backward passes on the retained graph inside the block,
+    instead of one batched pass (for tests and benchmarks; the results are the same)."""
+    token = _BATCHED.set(False)
+    try:
+        yield
+    finally:
+        _BATCHED.reset(token)
 
 
 def _per_column_grads(scores: torch.Tensor, wrt: list[torch.Tensor]) -> tuple[torch.Tensor | None, ...]:
@@ -108,11 +58,11 @@ def _per_column_grads(scores: torch.Tensor, wrt: list[torch.Tensor]) -> tuple[to
 
     The k backward passes run as one batched pass (``is_grads_batched``: autograd vmaps the
     backward over k one-hot cotangents). Should an operation of the model have no batching
-    rule, they run one after another on the retained graph instead.
+    rule (or inside :func:`looped_backward`), they run one after another on the retained graph.
     """
     n, k = scores.shape
     grads = None
-    if BATCHED_BACKWARD:
+    if _BATCHED.get():
         eye = torch.eye(k, dtype=scores.dtype, device=scores.device)[:, None, :].expand(k, n, k)
         try:
             grads = torch.autograd.grad(scores, wrt, grad_outputs=eye, is_grads_batched=True, allow_unused=True,
@@ -125,19 +75,66 @@ def _per_column_grads(scores: torch.Tensor, wrt: list[torch.Tensor]) -> tuple[to
     return tuple(None if g is None else g.movedim(0, 1) for g in grads)
 
 
-def _grads(scores: torch.Tensor, wrt: list[torch.Tensor], retain: bool) -> tuple[torch.Tensor | None, ...]:
-    """d scores / d w for each w: (N,) scores summed over the batch, (N, k) scores per column."""
-    if scores.dim() == 2:  # k targets per sample
-        return _per_column_grads(scores, wrt)
-    return torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain)
+class _Captured(Captured):
+    def __init__(self, model: torch.nn.Module, cap: Capture | None, auto: list[_Seen] | None) -> None:
+        self.model, self.cap, self.auto = model, cap, auto
+
+    def get(self, call: int) -> tuple[torch.Tensor, str]:
+        if self.cap is not None:
+            return self.cap.get(call), self.cap.name
+        auto = self.auto or []
+        if not auto:
+            raise auto_layer_error(self.model, TorchBackend.layout)
+        name = auto_choice(auto).name
+        chosen = Capture(name, [s for s in auto if s.name == name]).get(call)  # same range check as a named layer
+        if chosen.tensor._version != chosen.version:
+            # An in-place op changed the layer's output after it was recorded: run again with
+            # a copying capture of that one layer (the rare case pays a second pass).
+            raise LayerChanged(find_layer(self.model, name))
+        return chosen.tensor, name
 
 
-def _check_tensors(outputs: Any) -> Any:
-    """The selected output: a tensor, or a list of tensors when ``output=`` named several."""
-    for o in outputs if isinstance(outputs, list) else [outputs]:
-        if not isinstance(o, torch.Tensor):
-            raise ModelError(f"the model output is a {type(o).__name__}, not a tensor; use output= to pick one.")
-    return outputs
+class TorchPrimitives(Primitives):
+    """The pipeline's PyTorch edge: autograd needs no recording scope beyond ``requires_grad``."""
+
+    ops: TorchOps
+
+    def __init__(self, ops: TorchOps) -> None:
+        self.ops = ops
+
+    @contextmanager
+    def record(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
+        # The input always requires grad so that models with frozen parameters still
+        # build a graph; autograd.grad computes only the requested gradients.
+        yield x.detach().requires_grad_(True)
+
+    def forward(self, model: torch.nn.Module, x: torch.Tensor) -> Any:
+        return model(x)
+
+    def rule_scope(self, model: torch.nn.Module, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
+        return apply_rule(model, rule)
+
+    @contextmanager
+    def capture(self, model: torch.nn.Module, layer: LayerRef) -> Iterator[Captured]:
+        if layer.auto:
+            with capture_auto(model) as seen:
+                yield _Captured(model, None, seen)
+        else:
+            with capture(layer.obj, layer.name) as cap:
+                yield _Captured(model, cap, None)
+
+    def vjp(self, scores: torch.Tensor, wrt: list[torch.Tensor], retain: bool) -> list[torch.Tensor | None]:
+        if scores.dim() == 2:  # k targets per sample
+            return list(_per_column_grads(scores, wrt))
+        return list(torch.autograd.grad(scores.sum(), wrt, allow_unused=True, retain_graph=retain))
+
+    def check_differentiable(self, scores: torch.Tensor) -> None:
+        if not scores.requires_grad:
+            raise NotDifferentiableError(
+                "the target score does not depend differentiably on the input: the forward pass ran without "
+                "autograd (detach(), numpy, argmax or integer ops inside the model?). gradsight needs a model "
+                "whose output is computed with differentiable torch operations."
+            )
 
 
 def _first_conv(model: torch.nn.Module) -> torch.nn.Module | None:
@@ -152,28 +149,29 @@ class TorchBackend(Backend):
 
     name = "torch"
     ops = TorchOps()
+    layout = "(N, C, H, W)"
+    dense_kind = "nn.Linear"
+    parameter_layers = staticmethod(sanity.parameter_layers)
+    randomized = staticmethod(sanity.randomized)
 
     @contextmanager
-    def session(self, model: torch.nn.Module, eval_mode: bool = True, logits: bool = False) -> Iterator[None]:
+    def session(
+        self, model: torch.nn.Module, eval_mode: bool = True, logits: bool = False
+    ) -> Iterator[TorchBackend]:
         """Eval mode (unless ``eval_mode=False``), gradients on; every flag restored on exit.
 
         With ``eval_mode=False`` BatchNorm running statistics would be updated by the
-        forward pass; they are saved and written back. ``logits=True`` is refused: a
-        PyTorch model returns what its forward computes.
+        forward pass; they are saved and written back. ``logits=True``: the model's output is
+        the input of its final softmax / log-softmax (:mod:`.logits`); without it, such a
+        model gets a SaturationWarning.
         """
-        if logits:
-            raise ModelError(
-                "logits=True is for Keras models whose last layer applies a softmax. A PyTorch model returns what "
-                "its forward computes: explain a model without the final softmax (e.g. model[:-1] for an "
-                "nn.Sequential), or pass target=callable on the outputs."
-            )
         modes = [(m, m.training) for m in model.modules()]
         buffers = None if eval_mode else [(b, b.detach().clone()) for b in model.buffers()]
         try:
             if eval_mode:
                 model.eval()
-            with torch.inference_mode(False), torch.enable_grad():
-                yield
+            with torch.inference_mode(False), torch.enable_grad(), softmax_session(model, logits):
+                yield TorchBackend(Settings(eval_mode, logits))
         finally:
             for m, training in modes:
                 m.training = training
@@ -221,136 +219,40 @@ class TorchBackend(Backend):
     def activation_channel_axis(self) -> int:
         return 1
 
-    def resolve_layer(self, model: torch.nn.Module, layer: Any) -> Any:
-        found = resolve_layer(model, layer)
-        return "auto" if found is None else found
+    def find_layer(self, model: torch.nn.Module, layer: Any) -> LayerRef:
+        return find_layer(model, layer)
 
-    def gradients(
-        self,
-        model: torch.nn.Module,
-        x: torch.Tensor,
-        target: Target,
-        *,
-        rule: Rule | None = None,
-        layer: Any = None,
-        call: int = -1,
-        wrt_input: bool = True,
-        output: int | str | None = None,
-        layer_rule: Rule | None = None,
-    ) -> Gradients:
-        # The input always requires grad so that models with frozen parameters still
-        # build a graph; autograd.grad below computes only the requested gradients.
-        xin = x.detach().requires_grad_(True)
-        switch = layer_switch(rule, layer_rule) if layer is not None else None
-        applied = switch if switch is not None else rule
-        with ExitStack() as stack:
-            report = stack.enter_context(apply_rule(model, applied)) if applied is not None else None
-            cap = auto = None
-            if layer == "auto":
-                auto = stack.enter_context(capture_auto(model))
-            elif layer is not None:
-                cap = stack.enter_context(capture(layer[1], layer[0]))
-            raw = model(xin)
-            if report is not None:
-                report.check(f"{applied.name} rule on {type(model).__name__}")
-        outputs = _check_tensors(select_output(raw, output))
-        scores, idx = target.scores(outputs, self.ops)
-
-        activation, name = None, None
-        if auto is not None:
-            if not auto:
-                raise auto_layer_error(model)
-            name = auto[-1].name
-            seen = [s for s in auto if s.name == name]
-            chosen = Capture(name, seen).get(call)  # same range check as an explicit layer
-            if chosen.tensor._version != chosen.version:
-                # An in-place op changed the layer's output after it was recorded: run again
-                # with a copying capture of that one layer (the rare case pays a second pass).
-                return self.gradients(
-                    model, x, target, rule=rule, layer=resolve_layer(model, name), call=call,
-                    wrt_input=wrt_input, output=output, layer_rule=layer_rule,
-                )
-            activation = chosen.tensor
-        elif cap is not None:
-            name = cap.name
-            activation = cap.get(call)
-            if not is_spatial(activation) and activation.dim() < 2:
-                raise ModelError(f"layer {name!r} output has shape {tuple(activation.shape)}; pick a layer with a batch axis.")
-
-        wrt = ([xin] if wrt_input else []) + ([activation] if activation is not None else [])
-        if not scores.requires_grad:
-            raise NotDifferentiableError(
-                "the target score does not depend differentiably on the input: the forward pass ran without "
-                "autograd (detach(), numpy, argmax or integer ops inside the model?). gradsight needs a model "
-                "whose output is computed with differentiable torch operations."
-            )
-        if switch is None:
-            grads = _grads(scores, wrt, retain=False)
-        else:
-            # One forward, two backward passes on its graph: down to the layer only, by the
-            # layer's rule, then down to the input by the input's (activation is not None here).
-            switch.current = switch.layer
-            grads = _grads(scores, [activation], retain=wrt_input)
-            if wrt_input:
-                switch.current = switch.input
-                grads = _grads(scores, [xin], retain=False) + grads
-        for g, what in zip(grads, (["input"] if wrt_input else []) + ([f"layer {name!r}"] if activation is not None else [])):
-            if g is None:
-                raise NotDifferentiableError(
-                    f"the target score does not depend on the {what} (no gradient path). "
-                    + ("Choose a layer whose output feeds the model's output (or another call=)." if what != "input" else "")
-                )
-        gi = grads[0] if wrt_input else None
-        gl = grads[-1] if activation is not None else None
-        return Gradients(
-            outputs=[o.detach() for o in outputs] if isinstance(outputs, list) else outputs.detach(),
-            scores=scores.detach(),
-            targets=idx,
-            input_grad=gi,
-            activation=None if activation is None else activation.detach(),
-            layer_grad=gl,
-            layer=name,
-        )
+    def compute(self, model: torch.nn.Module, x: torch.Tensor, target: Target, request: Request) -> Gradients:
+        return pipeline.gradients(TorchPrimitives(self.ops), model, x, target, request)[0]
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor, output: int | str | None = None) -> torch.Tensor:
         with torch.no_grad():
-            return _check_tensors(select_output(model(x), output))
+            return check_tensors(select_output(model(x), output), self.ops.is_tensor)
+
+    def activations(self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1) -> tuple[torch.Tensor, str]:
+        _, activation, name = self.forward_with_activation(model, x, layer, call)
+        return activation, name
 
     def forward_with_activation(
         self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1, output: int | str | None = None
     ) -> tuple[Any, torch.Tensor, str]:
+        prims = TorchPrimitives(self.ops)
         with torch.no_grad():
-            if layer == "auto":
-                with capture_auto(model) as seen:
+            try:
+                with prims.capture(model, self.resolve_layer(model, layer)) as cap:
                     raw = model(x)
-                if not seen:
-                    raise auto_layer_error(model)
-                name = seen[-1].name
-                chosen = Capture(name, [s for s in seen if s.name == name]).get(call)
-                if chosen.tensor._version == chosen.version:
-                    return _check_tensors(select_output(raw, output)), chosen.tensor, name
-                layer = resolve_layer(model, name)  # changed in place after capture: copy it this time
-            with capture(layer[1], layer[0]) as cap:
-                raw = model(x)
-        return _check_tensors(select_output(raw, output)), cap.get(call), cap.name
+                activation, name = cap.get(call)
+            except LayerChanged as changed:  # an in-place op after the automatic layer: copy that one
+                with prims.capture(model, changed.layer) as cap:
+                    raw = model(x)
+                activation, name = cap.get(call)
+        return check_tensors(select_output(raw, output), self.ops.is_tensor), activation, name
 
-    def activations(self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1) -> tuple[torch.Tensor, str]:
-        with torch.no_grad():
-            if layer == "auto":
-                with capture_auto(model) as seen:
-                    model(x)
-                if not seen:
-                    raise auto_layer_error(model)
-                layer = resolve_layer(model, seen[-1].name)
-            with capture(layer[1], layer[0]) as cap:
-                model(x)
-        return cap.get(call), cap.name
+    def rule_scope(self, model: torch.nn.Module, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
+        return apply_rule(model, rule)
 
-    @contextmanager
-    def backward_rule(self, model: torch.nn.Module, rule: Rule) -> Iterator[Any]:
-        with apply_rule(model, rule) as report:
-            yield report
-        report.check(f"backward_rule({type(model).__name__}, {rule.name!r})")
+    def final_softmax(self, model: torch.nn.Module, x: torch.Tensor) -> str | None:
+        return final_softmax(model, x)
 
     def layers(self, model: torch.nn.Module, x: torch.Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
         rows: list[tuple[str, str, tuple[int, ...] | None]] = []
@@ -364,3 +266,25 @@ class TorchBackend(Backend):
         with hooked(((n, m) for n, m in model.named_modules() if m is not model), hook_for), torch.no_grad():
             model(x)
         return rows
+
+    def dense_layers(self, model: torch.nn.Module) -> list[tuple[str, Any]]:
+        return params.dense_layers(model)
+
+    def dense_params(self, layer: Any) -> tuple[np.ndarray, np.ndarray]:
+        return params.dense_params(layer)
+
+    def conv_layers(self, model: torch.nn.Module) -> list[tuple[str, Any]]:
+        return params.conv_layers(model)
+
+    def conv_kernel(self, layer: Any) -> np.ndarray:
+        return params.conv_kernel(layer)
+
+    def weights(self, model: torch.nn.Module) -> list[tuple[str, str, np.ndarray, bool]]:
+        return params.weights(model)
+
+    def layer_inputs(
+        self, model: torch.nn.Module, x: torch.Tensor, layers: list[tuple[str, Any]]
+    ) -> list[tuple[str, torch.Tensor]]:
+        with params.record_inputs(layers) as seen, torch.no_grad():
+            model(x)
+        return seen

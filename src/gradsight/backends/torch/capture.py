@@ -15,10 +15,11 @@ from typing import Any
 
 import torch
 
-from ...errors import LayerNotCalledError, LayerNotFoundError, ModelError, close_matches
-from ..base import Capture
+from ...errors import LayerNotFoundError, ModelError, close_matches
+from ..autolayer import pick, spatial_hint
+from ..base import Capture, LayerRef
 
-__all__ = ["Capture", "capture", "capture_auto", "hooked", "resolve_layer", "is_spatial"]
+__all__ = ["Capture", "auto_choice", "capture", "capture_auto", "find_layer", "hooked", "is_spatial"]
 
 
 @contextmanager
@@ -38,14 +39,12 @@ def hooked(
             h.remove()
 
 
-def resolve_layer(model: torch.nn.Module, layer: Any) -> tuple[str, torch.nn.Module] | None:
-    """``(name, module)`` for a dotted name or a module object; ``None`` for None/"auto"."""
-    if layer is None or (isinstance(layer, str) and layer == "auto"):
-        return None
+def find_layer(model: torch.nn.Module, layer: Any) -> LayerRef:
+    """The module named ``layer`` (dotted, from ``named_modules()``) or the module object itself."""
     if isinstance(layer, torch.nn.Module):
         for name, module in model.named_modules():
             if module is layer:
-                return name, module
+                return LayerRef(name, module)
         raise LayerNotFoundError(
             f"the layer object {type(layer).__name__} is not a module of this model; pass one of its "
             "modules, a dotted name from model.named_modules(), or None for the automatic choice."
@@ -54,9 +53,11 @@ def resolve_layer(model: torch.nn.Module, layer: Any) -> tuple[str, torch.nn.Mod
         raise LayerNotFoundError(f"layer must be a name, a module or None; got {type(layer).__name__}.")
     modules = dict(model.named_modules())
     if layer in modules and layer != "":
-        return layer, modules[layer]
+        return LayerRef(layer, modules[layer])
     names = [n for n in modules if n]
-    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + close_matches(layer, names))
+    # no close name: list the convolutional layers instead
+    hint = close_matches(layer, names) or spatial_hint([(n, type(m).__name__) for n, m in modules.items() if n])
+    raise LayerNotFoundError(f"the model has no layer named {layer!r}." + hint)
 
 
 def is_spatial(t: Any) -> bool:
@@ -90,6 +91,7 @@ class _Seen:
     name: str
     tensor: torch.Tensor
     version: int
+    kind: str = ""  # the module's class name, for the automatic choice (autolayer.pick)
 
 
 @contextmanager
@@ -104,7 +106,7 @@ def capture_auto(model: torch.nn.Module) -> Iterator[list[_Seen]]:
     def hook_for(name: str) -> Callable[..., None]:
         def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> None:
             if is_spatial(output):
-                seen.append(_Seen(name, output, output._version))
+                seen.append(_Seen(name, output, output._version, type(mod).__name__))
 
         return hook
 
@@ -112,8 +114,7 @@ def capture_auto(model: torch.nn.Module) -> Iterator[list[_Seen]]:
         yield seen
 
 
-def auto_layer_error(model: torch.nn.Module) -> LayerNotCalledError:
-    return LayerNotCalledError(
-        f"no layer of this {type(model).__name__} produced a 4-D (N, C, H, W) output with spatial size > 1, "
-        "so Grad-CAM has no map to weigh; pass layer=NAME (`gradsight layers --model ...` lists them)."
-    )
+def auto_choice(seen: list[_Seen]) -> _Seen:
+    """The record :func:`gradsight.backends.autolayer.pick` chooses among :func:`capture_auto`'s (non-empty)."""
+    return seen[pick([s.kind for s in seen], [tuple(s.tensor.shape[2:]) for s in seen]) or 0]
+

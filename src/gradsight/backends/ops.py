@@ -1,0 +1,75 @@
+"""The array operations methods need, per framework (part of the backend protocol)."""
+
+from __future__ import annotations
+
+from abc import ABC, abstractmethod
+from typing import Any
+
+import numpy as np
+
+__all__ = ["Ops", "Tensor"]
+
+Tensor = Any
+
+
+class Ops(ABC):
+    """Array operations the methods need, per framework. All take and return tensors.
+
+    ``channels_last`` is the framework's convention for image-like tensors (PyTorch
+    False: (N, C, H, W); Keras True: (N, H, W, C)); targets on segmentation and detection
+    outputs use it unless told a layout. Every method is abstract: a backend that misses
+    one cannot be instantiated.
+    """
+
+    channels_last: bool = False
+
+    @abstractmethod
+    def numpy(self, t: Tensor) -> np.ndarray: ...
+    @abstractmethod
+    def is_tensor(self, t: Any) -> bool: ...
+    @abstractmethod
+    def detach(self, t: Tensor) -> Tensor: ...
+    @abstractmethod
+    def shape(self, t: Tensor) -> tuple[int, ...]: ...
+    @abstractmethod
+    def batch_size(self, t: Tensor) -> int: ...
+    @abstractmethod
+    def argmax(self, t: Tensor, axis: int) -> Tensor: ...
+    @abstractmethod
+    def as_index(self, idx: np.ndarray, like: Tensor) -> Tensor: ...
+    @abstractmethod
+    def take_rows(self, t: Tensor, idx: Tensor) -> Tensor: ...
+    @abstractmethod
+    def mean(self, t: Tensor, axis: tuple[int, ...], keepdims: bool = False) -> Tensor: ...
+    @abstractmethod
+    def sum(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
+    @abstractmethod
+    def relu(self, t: Tensor) -> Tensor: ...
+    @abstractmethod
+    def step(self, t: Tensor) -> Tensor: ...
+    @abstractmethod
+    def from_numpy(self, a: np.ndarray, like: Tensor) -> Tensor: ...
+    @abstractmethod
+    def tile_batch(self, t: Tensor, k: int) -> Tensor: ...
+    @abstractmethod
+    def reshape(self, t: Tensor, shape: tuple[int, ...]) -> Tensor: ...
+    @abstractmethod
+    def sigmoid(self, t: Tensor) -> Tensor: ...
+    @abstractmethod
+    def concat(self, ts: list[Tensor], axis: int = 0) -> Tensor: ...
+    @abstractmethod
+    def topk(self, t: Tensor, k: int) -> Tensor:
+        """Indices (N, k) of the k largest values of each row of ``t`` (N, C), largest first; no gradient."""
+    @abstractmethod
+    def take_along(self, t: Tensor, idx: Tensor) -> Tensor:
+        """``t[i, idx[i, j]]`` for ``t`` (N, C) and ``idx`` (N, k): (N, k), differentiable in ``t``."""
+    @abstractmethod
+    def min(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
+    @abstractmethod
+    def max(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
+    @abstractmethod
+    def safe_div(self, a: Tensor, b: Tensor) -> Tensor:
+        """``a / b`` where ``b != 0``, 0 where ``b == 0`` (broadcasting)."""
+    @abstractmethod
+    def resize(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
+        """Bilinear resize of (B, h, w) maps to (B, H, W), ``align_corners=False`` (as :func:`gradsight.maps.resize`)."""

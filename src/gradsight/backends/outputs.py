@@ -1,0 +1,61 @@
+"""Output selection: which of a model's outputs (tuple, list or dict) a call explains.
+
+Framework-free; used by the gradient pipeline and by every backend's forward pass.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Mapping, Sequence
+from typing import Any
+
+from ..errors import ModelError, TargetError, close_matches
+
+__all__ = ["select_output", "check_tensors"]
+
+
+def _describe(outputs: Any) -> str:
+    if isinstance(outputs, Mapping):
+        return ", ".join(f"{k!r}: {tuple(getattr(v, 'shape', ()))}" for k, v in outputs.items())
+    return ", ".join(f"[{i}]: {tuple(getattr(v, 'shape', ()))}" for i, v in enumerate(outputs))
+
+
+def select_output(outputs: Any, output: int | str | Sequence[int | str] | None) -> Any:
+    """Pick one output of a model that returns several (tuple, list or dict).
+
+    ``output`` is an index or key, or a tuple/list of them (then a list of the chosen
+    outputs is returned). Raises :class:`TargetError` listing the outputs when ``output``
+    is needed and missing or does not name one of them.
+    """
+    several = isinstance(outputs, (tuple, list, Mapping))
+    if isinstance(output, (tuple, list)):  # several outputs at once, e.g. every scale of a detector
+        if not several:
+            raise TargetError(f"output={output!r} selects several outputs but the model returns a single output.")
+        return [select_output(outputs, o) for o in output]
+    if not several:
+        if output not in (None, 0):
+            raise TargetError(f"output={output!r} was given but the model returns a single output.")
+        return outputs
+    if isinstance(outputs, Mapping):
+        if output is None:
+            raise TargetError(f"the model returns several outputs ({_describe(outputs)}); choose one with output=KEY.")
+        if output not in outputs:
+            raise TargetError(
+                f"output={output!r} is not one of the model's outputs ({_describe(outputs)})."
+                + close_matches(str(output), [str(k) for k in outputs])
+            )
+        return outputs[output]
+    if len(outputs) == 1 and output is None:
+        return outputs[0]
+    if output is None:
+        raise TargetError(f"the model returns {len(outputs)} outputs ({_describe(outputs)}); choose one with output=INDEX.")
+    if not isinstance(output, int) or not -len(outputs) <= output < len(outputs):
+        raise TargetError(f"output={output!r} is out of range for the model's outputs ({_describe(outputs)}).")
+    return outputs[output]
+
+
+def check_tensors(outputs: Any, is_tensor: Any) -> Any:
+    """The selected output: a tensor, or a list of tensors when ``output=`` named several."""
+    for o in outputs if isinstance(outputs, list) else [outputs]:
+        if not is_tensor(o):
+            raise ModelError(f"the model output is a {type(o).__name__}, not a tensor; use output= to pick one.")
+    return outputs

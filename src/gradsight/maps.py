@@ -1,0 +1,197 @@
+"""Numeric operations on attribution maps: scaling, resizing, channel reduction.
+
+numpy only (no Pillow, no matplotlib): the methods use these to make heat maps, and
+:mod:`gradsight.render` re-exports them for pictures.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+import numpy as np
+
+from .errors import InputError, close_matches
+
+_REDUCTIONS = ("absmax", "abssum", "sum", "l2")
+
+
+def _as_maps(maps: Any) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``maps`` as a float64 (N, H, W) array, and its original shape (tensors accepted)."""
+    if hasattr(maps, "detach"):
+        maps = maps.detach().cpu().numpy()
+    arr = np.asarray(maps, dtype=np.float64)
+    if arr.ndim not in (2, 3):
+        raise InputError(f"maps must have shape (N, H, W) or (H, W); got shape {arr.shape}.")
+    return (arr[None] if arr.ndim == 2 else arr), arr.shape
+
+
+def _check_percentile(p: float | None) -> None:
+    if p is not None and not 0.0 < float(p) <= 100.0:
+        raise InputError(f"clip_percentile must be in (0, 100] or None; got {p!r}.")
+
+
+def normalize(maps: Any, clip_percentile: float | None = None) -> np.ndarray:
+    """Scale every map to [0, 1] by its own min and max.
+
+    Parameters
+    ----------
+    maps : array (N, H, W) or (H, W)
+        Any real values.
+    clip_percentile : float in (0, 100], optional
+        If given, values above this percentile of each sample are set to it before
+        scaling (an upper clip only, meant for non-negative maps with a few hot
+        pixels; e.g. ``99``).
+
+    Returns
+    -------
+    float32 array of the input's shape, each sample in [0, 1]. A constant sample
+    gives all zeros.
+    """
+    _check_percentile(clip_percentile)
+    arr, shape = _as_maps(maps)
+    flat = arr.reshape(len(arr), -1)
+    if clip_percentile is not None and flat.size:
+        hi = np.percentile(flat, clip_percentile, axis=1, keepdims=True)
+        flat = np.minimum(flat, hi)
+    if flat.shape[1] == 0:
+        return np.zeros(shape, np.float32)
+    lo = flat.min(axis=1, keepdims=True)
+    span = flat.max(axis=1, keepdims=True) - lo
+    out = np.divide(flat - lo, span, out=np.zeros_like(flat), where=span > 0)
+    return np.clip(out, 0.0, 1.0).astype(np.float32).reshape(shape)
+
+
+def normalize_signed(maps: Any, clip_percentile: float | None = None) -> np.ndarray:
+    """Scale every map to [-1, 1] by its own largest magnitude; zero stays zero.
+
+    Parameters
+    ----------
+    maps : array (N, H, W) or (H, W)
+        Signed values.
+    clip_percentile : float in (0, 100], optional
+        If given, the divisor is this percentile of ``|maps|`` of each sample and
+        values beyond it are clipped to +-1.
+
+    Returns
+    -------
+    float32 array of the input's shape in [-1, 1] (all zeros for an all-zero sample).
+    """
+    _check_percentile(clip_percentile)
+    arr, shape = _as_maps(maps)
+    flat = arr.reshape(len(arr), -1)
+    if flat.shape[1] == 0:
+        return np.zeros(shape, np.float32)
+    mag = np.abs(flat)
+    if clip_percentile is None:
+        scale = mag.max(axis=1, keepdims=True)
+    else:
+        scale = np.percentile(mag, clip_percentile, axis=1, keepdims=True)
+    out = np.divide(flat, scale, out=np.zeros_like(flat), where=scale > 0)
+    return np.clip(out, -1.0, 1.0).astype(np.float32).reshape(shape)
+
+
+def _linear_weights(n_in: int, n_out: int, dtype: type) -> tuple[np.ndarray, ...]:
+    """Indices and weights of 1-D linear interpolation with half-pixel centres.
+
+    Follows PyTorch's ``align_corners=False`` rule, in the same float precision
+    (float32 unless the input is float64): the source coordinate is
+    ``fma(n_in / n_out, i + 0.5, -0.5)``, clamped at 0
+    below; the upper neighbour is clamped to the last pixel.
+    """
+    scale = np.float64(dtype(n_in) / dtype(n_out))
+    # Exact in float64, then one rounding: the fused multiply-add torch's kernels use.
+    src = ((np.arange(n_out) + 0.5) * scale - 0.5).astype(dtype)
+    src = np.maximum(src, dtype(0.0))
+    i0 = np.minimum(src.astype(np.intp), n_in - 1)
+    i1 = np.minimum(i0 + 1, n_in - 1)
+    w1 = np.clip(src - i0.astype(dtype), dtype(0.0), dtype(1.0))
+    return i0, i1, (dtype(1.0) - w1).astype(np.float64), w1.astype(np.float64)
+
+
+def resize(maps: Any, size: tuple[int, int]) -> np.ndarray:
+    """Bilinear resize, numerically equal to PyTorch's ``align_corners=False``.
+
+    Matches ``F.interpolate(x[:, None], size, mode="bilinear", align_corners=False)``
+    (no antialiasing) to float32 precision, for up- and down-sampling.
+
+    Parameters
+    ----------
+    maps : array (N, h, w), (h, w) or (N, h, w, C)
+    size : (H, W)
+        Output height and width (torch order, not PIL's (width, height)).
+
+    Returns
+    -------
+    float32 array (N, H, W), (H, W) or (N, H, W, C), matching the input's rank.
+    """
+    if hasattr(maps, "detach"):
+        maps = maps.detach().cpu().numpy()
+    arr = np.asarray(maps, dtype=np.float64)
+    if arr.ndim not in (2, 3, 4):
+        raise InputError(
+            f"resize takes maps of shape (N, h, w), (h, w) or (N, h, w, C); got shape {arr.shape}."
+        )
+    try:
+        out_h, out_w = (int(s) for s in size)
+    except (TypeError, ValueError):
+        raise InputError(f"size must be a pair (H, W) of positive ints; got {size!r}.") from None
+    if out_h < 1 or out_w < 1:
+        raise InputError(f"size must be a pair (H, W) of positive ints; got {size!r}.")
+    squeeze = arr.ndim == 2
+    if squeeze:
+        arr = arr[None]
+    if arr.shape[1] == 0 or arr.shape[2] == 0:
+        raise InputError(f"cannot resize an empty map of shape {np.shape(maps)}.")
+    # torch computes coordinates in float64 for float64 input, else in float32
+    dtype = np.float64 if np.asarray(maps).dtype == np.float64 else np.float32
+    y0, y1, vy, wy = _linear_weights(arr.shape[1], out_h, dtype)
+    x0, x1, vx, wx = _linear_weights(arr.shape[2], out_w, dtype)
+    extra = (1,) * (arr.ndim - 3)  # broadcast over a trailing channel axis
+    vy, wy = vy.reshape((1, -1, 1) + extra), wy.reshape((1, -1, 1) + extra)
+    rows = arr[:, y0] * vy + arr[:, y1] * wy
+    vx, wx = vx.reshape((1, 1, -1) + extra), wx.reshape((1, 1, -1) + extra)
+    out = rows[:, :, x0] * vx + rows[:, :, x1] * wx
+    out = out.astype(np.float32)
+    return out[0] if squeeze else out
+
+
+def reduce_channels(attr: Any, channel_axis: int, how: str = "absmax") -> np.ndarray:
+    """Collapse the channel axis of an attribution to one map per sample.
+
+    Parameters
+    ----------
+    attr : array (N, C, H, W) or (N, H, W, C)
+    channel_axis : int
+        1 for NCHW, -1 (or 3) for NHWC.
+    how : {"absmax", "abssum", "sum", "l2"}
+        ``"absmax"``: max over channels of ``|a|`` (Simonyan et al., 2014);
+        ``"abssum"``: sum of ``|a|``; ``"sum"``: signed sum; ``"l2"``: Euclidean norm.
+
+    Returns
+    -------
+    float32 array (N, H, W).
+    """
+    if how not in _REDUCTIONS:
+        raise InputError(
+            f"unknown channel reduction {how!r}; valid ones are "
+            f"{', '.join(repr(r) for r in _REDUCTIONS)}.{close_matches(how, _REDUCTIONS)}"
+        )
+    if hasattr(attr, "detach"):
+        attr = attr.detach().cpu().numpy()
+    arr = np.asarray(attr, dtype=np.float64)
+    if arr.ndim != 4:
+        raise InputError(
+            f"reduce_channels takes attributions of shape (N, C, H, W) or (N, H, W, C); "
+            f"got shape {arr.shape}."
+        )
+    if not -4 <= channel_axis < 4:
+        raise InputError(f"channel_axis must be in [-4, 3] for a 4-D array; got {channel_axis}.")
+    if how == "absmax":
+        out = np.abs(arr).max(axis=channel_axis)
+    elif how == "abssum":
+        out = np.abs(arr).sum(axis=channel_axis)
+    elif how == "sum":
+        out = arr.sum(axis=channel_axis)
+    else:
+        out = np.sqrt((arr * arr).sum(axis=channel_axis))
+    return out.astype(np.float32)
