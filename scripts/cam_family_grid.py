@@ -21,8 +21,9 @@ from gradsight.demo.runner import (
     explain_methods,
     method_row,
 )
+from gradsight.inputs import preprocess
 from gradsight.methods import GROUPS
-from gradsight.models import load_model, preprocess
+from gradsight.models import load_model
 
 METHODS = [*GROUPS["cams"], "integrated_gradients", "input_x_gradient"]
 

@@ -6,10 +6,10 @@ from __future__ import annotations
 import numpy as np
 import pytest
 import torch
-from helpers import assert_rel
-from torch_nets import ModuleReluNet, make
 
 import gradsight as gs
+from helpers import assert_rel
+from torch_nets import ModuleReluNet, make
 
 captum_attr = pytest.importorskip("captum.attr")
 

@@ -8,12 +8,12 @@ import numpy as np
 import pytest
 import torch
 import torch.nn.functional as F
-from helpers import assert_rel
-from torch_nets import FunctionalNet, InplaceReusedNet, make, plain_act
 
 import gradsight as gs
 from gradsight.methods.eigencam import principal_maps
 from gradsight.targets import TopK
+from helpers import assert_rel
+from torch_nets import FunctionalNet, InplaceReusedNet, make, plain_act
 
 NETS = [FunctionalNet, InplaceReusedNet]
 TARGETS = [2, 4, 1]

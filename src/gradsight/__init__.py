@@ -34,6 +34,7 @@ from .api_methods import (
     scorecam,
     xgradcam,
 )
+from .api_transformers import attention_rollout
 from .errors import (
     GradsightError,
     GradsightWarning,
@@ -51,6 +52,7 @@ from .errors import (
 )
 from .explanation import Explanation
 from .methods import METHODS
+from .methods._tokens import Tokens
 
 __version__ = "0.1.0"
 
@@ -71,9 +73,11 @@ __all__ = [
     "scorecam",
     "integrated_gradients",
     "input_x_gradient",
+    "attention_rollout",
     "backward_rule",
     "Explanation",
     "METHODS",
+    "Tokens",
     "GradsightError",
     "UnknownMethodError",
     "UnknownOptionError",

@@ -1,11 +1,8 @@
 """The public entry points: :func:`explain`, :func:`predict`, :func:`backward_rule`, and one
-function per seed method with its real parameters (``gs.gradcam(model, x, layer=..., gate=...)``).
-
-A method added to :mod:`gradsight.methods` works through ``explain(method=...)`` at once;
-its function gives editors and ``help()`` a signature (a test checks that every method
-has one, taking exactly its options). The later methods' functions (the CAM family,
-Integrated Gradients, input x gradient) live in :mod:`gradsight.api_methods`, one layer
-above, which builds its docstrings with :func:`with_docs`; ``gradsight`` exports them all.
+function per method with its real parameters (``gs.gradcam(model, x, layer=..., gate=...)``;
+a test checks that every method has one, taking exactly its options). Those of the later
+methods (the CAM family, Integrated Gradients, input x gradient) are in :mod:`.api_methods`,
+the transformer ones in :mod:`.api_transformers`, one layer above; ``gradsight`` exports all.
 """
 
 from __future__ import annotations
@@ -18,21 +15,15 @@ import numpy as np
 
 from .backends import backend_for
 from .explanation import Explanation
-from .methods import METHODS, get_method
+from .methods import get_method
+from .methods._tokens import Tokens
 from .rules import Rule, get_rule
 from .targets import as_target
 
 __all__ = [
-    "explain",
-    "predict",
-    "backward_rule",
-    "saliency",
-    "smoothgrad",
-    "deconvnet",
-    "guided_backprop",
-    "gradcam",
+    "explain", "predict", "backward_rule", "saliency", "smoothgrad", "deconvnet", "guided_backprop", "gradcam",
     "guided_gradcam",
-]
+]  # fmt: skip
 
 
 def explain(
@@ -68,8 +59,9 @@ def explain(
         batch axis), ``Segmentation``, ``Detection`` (YOLO-style heads).
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
-        layer object, or None/"auto" for the last convolution stage's output (see backends/autolayer.py).
-        CAM methods also take a list (maps upsampled, min-max normalised, averaged).
+        layer object, or None/"auto": the last convolution stage's output (backends/autolayer.py;
+        a ViT: the last attention's input). CAM methods also take a list (maps upsampled,
+        min-max normalised, averaged).
     output:
         For models with several outputs: the index or key of the one to explain, or a
         tuple of them (a ``Detection`` target over several scales selects them all).
@@ -88,7 +80,8 @@ def explain(
         models raise :class:`~gradsight.errors.ModelError` with it.
     **options:
         The method's options (e.g. ``samples``, ``noise``, ``batch_size``, ``seed``,
-        ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM).
+        ``base`` for smoothgrad; ``call``, ``gate`` for Grad-CAM). Any method also takes
+        ``forward_args`` / ``forward_kwargs``: passed to the model as they are, not explained.
 
     Returns
     -------
@@ -96,6 +89,7 @@ def explain(
 
     The model is left exactly as it was, after success and after any error.
     """
+    extra = (tuple(options.pop("forward_args", ())), options.pop("forward_kwargs", None))
     spec = get_method(method)
     spec.check_options(dict(options, **({"layer": layer} if layer is not None else {})))
     if layer is not None:
@@ -103,7 +97,7 @@ def explain(
     tgt = as_target(target)
     output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
-    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
+    with bk.session(model, eval_mode, logits, *extra) as run:
         xt = run.prepare_input(model, x)
         result = spec.fn(run, model, xt, tgt, output=output, **options)
     return Explanation(
@@ -128,6 +122,7 @@ def predict(
     eval_mode: bool = True,
     logits: bool = False,
     batch_size: int | None = None,
+    forward_args: tuple[Any, ...] = (), forward_kwargs: Any = None,
 ) -> np.ndarray:
     """The model's (selected) output for the batch ``x`` as float32 numpy, forward only.
 
@@ -135,13 +130,13 @@ def predict(
     reaching into a backend. ``x`` is in the model's layout, already preprocessed; with
     ``batch_size`` it goes through the model in chunks of that many samples (results are
     concatenated along the batch axis). ``output``, ``eval_mode`` and ``logits`` as in
-    :func:`explain`. The model is left exactly as it was.
+    :func:`explain`, as are ``forward_args`` / ``forward_kwargs``. The model is left exactly as it was.
     """
     bk = backend_for(model)
     n = len(x)
     step = n if not batch_size or batch_size >= n else int(batch_size)
     parts: list[np.ndarray] = []
-    with bk.session(model, eval_mode=eval_mode, logits=logits) as run:
+    with bk.session(model, eval_mode, logits, tuple(forward_args), forward_kwargs) as run:
         for start in range(0, max(n, 1), max(step, 1)):
             xt = run.prepare_input(model, x[start : start + step])
             out = run.forward(model, xt, output=output)
@@ -165,7 +160,6 @@ _SESSION = """output : int, str or tuple, optional
     logits : bool, default False
         Explain the scores before a final softmax / log-softmax (Keras layer or activation;
         PyTorch module or functional call).
-
     **options
         Nothing else: an unknown option raises UnknownOptionError naming the valid ones.
 
@@ -182,16 +176,19 @@ _LAYER = """layer : str, layer object, a list of them, or None
         Which call of a layer that runs several times per forward pass.
     gate : None or "guided"
         "guided" keeps the gradients only where the activation and the gradient are
-        positive before pooling."""
+        positive before pooling.
+    tokens : gradsight.Tokens, optional
+        Transformer token layers: prefix and grid, found from the model when not given.
+    layer_input : bool, default False
+        Weigh the layer's (first) input instead of its output."""
 
 
-def with_docs(fn: Any) -> Any:
-    """Fill a method function's ``{common}``, ``{session}`` and ``{layer}`` docstring parts."""
+def _doc(fn: Any) -> Any:
     fn.__doc__ = fn.__doc__.replace("{common}", _COMMON).replace("{session}", _SESSION).replace("{layer}", _LAYER)
     return fn
 
 
-@with_docs
+@_doc
 def saliency(
     model: Any,
     x: Any,
@@ -215,7 +212,7 @@ def saliency(
     return explain(model, x, "saliency", target, output=output, eval_mode=eval_mode, logits=logits, **options)
 
 
-@with_docs
+@_doc
 def smoothgrad(
     model: Any,
     x: Any,
@@ -261,7 +258,7 @@ def smoothgrad(
     )
 
 
-@with_docs
+@_doc
 def deconvnet(
     model: Any,
     x: Any,
@@ -282,7 +279,7 @@ def deconvnet(
     return explain(model, x, "deconvnet", target, output=output, eval_mode=eval_mode, logits=logits, **options)
 
 
-@with_docs
+@_doc
 def guided_backprop(
     model: Any,
     x: Any,
@@ -305,7 +302,7 @@ def guided_backprop(
     )
 
 
-@with_docs
+@_doc
 def gradcam(
     model: Any,
     x: Any,
@@ -315,6 +312,8 @@ def gradcam(
     call: int = -1,
     gate: str | None = None,
     guided: bool = False,
+    tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -335,11 +334,11 @@ def gradcam(
     """
     return explain(
         model, x, "gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call, gate=gate,
-        guided=guided, **options,
+        guided=guided, tokens=tokens, layer_input=layer_input, **options,
     )
 
 
-@with_docs
+@_doc
 def guided_gradcam(
     model: Any,
     x: Any,
@@ -348,6 +347,8 @@ def guided_gradcam(
     layer: Any = None,
     call: int = -1,
     gate: str | None = None,
+    tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -365,7 +366,7 @@ def guided_gradcam(
     """
     return explain(
         model, x, "guided_gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call,
-        gate=gate, **options
+        gate=gate, tokens=tokens, layer_input=layer_input, **options
     )
 
 

@@ -10,7 +10,8 @@ from __future__ import annotations
 
 from typing import Any
 
-from .api import explain, with_docs
+from .api import _doc as _api_doc
+from .api import explain
 from .explanation import Explanation
 
 __all__ = [
@@ -42,7 +43,7 @@ _CAM_RESULT = """``attributions`` (N, h, w) at the layer's resolution, unnormali
 
 def _doc(fn: Any) -> Any:
     fn.__doc__ = fn.__doc__.replace("{cam}", _CAM).replace("{cam_result}", _CAM_RESULT)
-    return with_docs(fn)
+    return _api_doc(fn)
 
 
 def _cam(

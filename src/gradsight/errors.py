@@ -30,6 +30,8 @@ __all__ = [
     "UnsupportedActivationWarning",
     "SaturationWarning",
     "EagerFallbackWarning",
+    "OutputChosenWarning",
+    "TokenGridError",
     "close_matches",
     "warn",
 ]
@@ -119,3 +121,11 @@ class SaturationWarning(GradsightWarning):
 
 class EagerFallbackWarning(GradsightWarning):
     """The gradient computation could not be compiled (traced) and runs eagerly, more slowly."""
+
+
+class OutputChosenWarning(GradsightWarning):
+    """A structured output (a Hugging Face ``ModelOutput``) had ``logits``, which were explained."""
+
+
+class TokenGridError(GradsightError, ValueError):
+    """A token layer's sequence length does not fit the prefix tokens and grid found or given."""

@@ -13,11 +13,10 @@ pytest.importorskip("torch")
 pytest.importorskip("tensorflow")
 pytest.importorskip("keras")
 
-from helpers import assert_rel  # noqa: E402
-
 import gradsight as gs  # noqa: E402
 from gradsight.demo.shapes import generate, preprocess  # noqa: E402
 from gradsight.targets import TopK  # noqa: E402
+from helpers import assert_rel  # noqa: E402
 
 TOL = 1e-4
 TARGET = [0, 1, 2, 3]

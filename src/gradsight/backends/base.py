@@ -40,17 +40,8 @@ if TYPE_CHECKING:
     from ..targets import Target
 
 __all__ = [
-    "AUTO",
-    "Backend",
-    "Capture",
-    "Captured",
-    "Gradients",
-    "LayerChanged",
-    "LayerRef",
-    "Ops",
-    "Primitives",
-    "Request",
-    "Settings",
+    "AUTO", "Backend", "Capture", "Captured", "Gradients", "LayerChanged", "LayerRef", "Ops", "Primitives",
+    "Request", "Settings",
 ]
 
 
@@ -60,16 +51,18 @@ class LayerRef:
     """A resolved layer: its name (PyTorch dotted, Keras ``outer/inner`` path) and the object.
 
     ``AUTO`` (``auto=True``, no object) asks for the automatic layer (the last convolution
-    stage's 4-D output, :mod:`.autolayer`), chosen during the forward pass. Equality and hashing use the name only.
+    stage's 4-D output, :mod:`.autolayer`; a ViT: the last attention's input), chosen during the
+    forward pass. ``input``: capture the layer's first input. Equality ignores ``obj``.
     """
 
     name: str
     obj: Any = field(default=None, compare=False, repr=False)
     auto: bool = False
+    input: bool = False
 
     def without_obj(self) -> LayerRef:
         """The same reference without the object (for cache keys that must not hold a layer)."""
-        return LayerRef(self.name, None, self.auto)
+        return LayerRef(self.name, None, self.auto, self.input)
 
 
 AUTO = LayerRef("auto", None, auto=True)
@@ -77,10 +70,15 @@ AUTO = LayerRef("auto", None, auto=True)
 
 @dataclass(frozen=True)
 class Settings:
-    """How one session runs the model (see :meth:`Backend.session`)."""
+    """How one session runs the model (see :meth:`Backend.session`); :meth:`call` runs it."""
 
     eval_mode: bool = True
     logits: bool = False
+    forward_args: tuple[Any, ...] = field(default=(), compare=False)  # passed to the model, not explained
+    forward_kwargs: Any = field(default=None, compare=False)
+
+    def call(self, model: Any, x: Any, **kw: Any) -> Any:
+        return model(x, *self.forward_args, **dict(self.forward_kwargs or {}), **kw)
 
 
 @dataclass(frozen=True)
@@ -213,10 +211,11 @@ class Backend(ABC):
         self.settings = settings or Settings()
 
     @abstractmethod
-    def session(self, model: Any, eval_mode: bool = True, logits: bool = False) -> AbstractContextManager[Backend]:
+    def session(self, model: Any, eval_mode: bool = True, logits: bool = False, forward_args: tuple[Any, ...] = (),
+                forward_kwargs: Any = None) -> AbstractContextManager[Backend]:
         """Context in which the model runs; on exit every module/layer is as before.
 
-        Yields a backend bound to ``Settings(eval_mode, logits)``. ``logits=True``
+        Yields a backend bound to ``Settings(eval_mode, logits, ...)``. ``logits=True``
         explains the scores before the model's final softmax / log-softmax (see
         :meth:`final_softmax`); a model without one raises :class:`ModelError`.
         """
@@ -357,6 +356,10 @@ class Backend(ABC):
     @abstractmethod
     def layer_inputs(self, model: Any, x: Tensor, layers: list[tuple[str, Any]]) -> list[tuple[str, Tensor]]:
         """``(name, first input)`` of each call of ``layers`` in one forward pass of ``x``, in call order."""
+
+    @abstractmethod
+    def attentions(self, model: Any, x: Tensor, output: Any = None) -> tuple[Tensor, list[Tensor]]:
+        """``(selected output, [attention probabilities (N, heads, T, T) per layer])``, forward only."""
 
 
 # Deprecated: the registry moved to gradsight.backends (imported by name, only when used).

@@ -30,6 +30,9 @@ def add_parser(subs: Any, parents: list[argparse.ArgumentParser]) -> None:
     ex.add_argument("--layer", default="auto", metavar="auto|NAME",
                     help="Grad-CAM layer: 'auto' (the last convolution stage's output) or a name from "
                          f"'{PROG} layers'")
+    ex.add_argument("--output", metavar="KEY|INDEX",
+                    help="for models returning a dict, tuple, dataclass or ModelOutput: the output to explain "
+                         "(default: the only one, or a ModelOutput's logits)")
     ex.add_argument("--out", required=True, metavar="DIR", help="folder for the PNG files (created if missing)")
     ex.add_argument("--size", type=int, metavar="N",
                     help=f"resize images to NxN for the model (default: the model's size, 64 for the demo, "
@@ -102,8 +105,10 @@ def run(args: argparse.Namespace) -> None:
         else:
             warn(f"--layer is used only by gradcam and the other CAM methods; ignored for {methods[0]}")
     sg = {k: v for k, v in (("samples", args.samples), ("noise", args.noise)) if v is not None}
-    options: dict[str, dict[str, Any]] = {m: {"logits": plan.logits} for m in methods}
-    options["smoothgrad"] = {"seed": 0, **sg, "logits": plan.logits}
+    key = args.output
+    pick = {} if key is None else {"output": int(key) if key.lstrip("-").isdigit() else key}
+    options: dict[str, dict[str, Any]] = {m: {**pick, "logits": plan.logits} for m in methods}
+    options["smoothgrad"] = {**pick, "seed": 0, **sg, "logits": plan.logits}
     draw = max(size, MIN_PICTURE)
     titles = [TITLES["input"]] + [TITLES[m] for m in methods]
     out = out_dir(args.out)

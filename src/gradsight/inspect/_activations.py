@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import sys
 from collections.abc import Iterable, Iterator
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
@@ -128,7 +128,7 @@ def _reduce(bk: Backend, act: Any, how: str | None) -> np.ndarray:
     return a.reshape(a.shape[0], -1)
 
 
-def _capturer(bk: Backend, model: Any, layer: Any, call: int) -> Any:
+def _capturer(bk: Backend, model: Any, layer: Any, call: int, layer_input: bool = False) -> Any:
     """``capture(run, x) -> (activation tensor, layer name)`` with ``run`` the session's backend;
     the layer is resolved once, on the first batch."""
     if layer is None:
@@ -141,10 +141,15 @@ def _capturer(bk: Backend, model: Any, layer: Any, call: int) -> Any:
 
         return penultimate
     ref = bk.resolve_layer(model, layer)  # an unknown name fails before any work
+    if layer_input:
+        if ref.auto:
+            raise UnknownOptionError("layer_input=True needs a named layer (layer=NAME), not 'auto'.")
+        ref = replace(ref, input=True)
 
     def named(run: Backend, x: Any) -> tuple[Any, str]:
         nonlocal ref
         act, name = run.activations(model, x, ref, call=call)
+        name = f"input of {name}" if ref.input else name
         if ref.auto:  # keep the layer it chose for the following batches
             ref = bk.resolve_layer(model, name)
         return act, name
@@ -163,6 +168,7 @@ def activations(
     predict: bool = False,
     call: int = -1,
     eval_mode: bool = True,
+    layer_input: bool = False,
 ) -> Activations:
     """A layer's outputs over a data set, computed batch by batch.
 
@@ -198,6 +204,8 @@ def activations(
     eval_mode:
         Run the model in eval mode (BatchNorm and Dropout as at inference), as
         ``explain`` does; the model's own mode is restored afterwards.
+    layer_input:
+        Capture the named layer's (first) input instead of its output.
 
     Returns
     -------
@@ -225,7 +233,7 @@ def activations(
     ys: list[np.ndarray] = []
     preds: list[np.ndarray] = []
     name = ""
-    capture = _capturer(bk, model, layer, call)  # an unknown layer fails before the bar appears
+    capture = _capturer(bk, model, layer, call, layer_input)  # an unknown layer fails before the bar appears
     bar = tqdm(batches, total=total, unit="batch", desc="activations", file=sys.stderr, disable=not progress,
                leave=False)
     with session(bk, model, eval_mode) as run, bar:

@@ -9,6 +9,7 @@ from typing import Any
 
 from ..errors import UnknownMethodError, UnknownOptionError, close_matches
 from ._common import MethodResult
+from .attention_rollout import attention_rollout
 from .deconvnet import deconvnet
 from .eigencam import eigencam
 from .gradcam import gradcam
@@ -24,7 +25,7 @@ from .scorecam import scorecam
 from .smoothgrad import smoothgrad
 from .xgradcam import xgradcam
 
-__all__ = ["METHODS", "GROUPS", "MethodSpec", "MethodResult", "get_method", "method_names"]
+__all__ = ["METHODS", "GROUPS", "TRANSFORMER_METHODS", "MethodSpec", "MethodResult", "get_method", "method_names"]
 
 
 @dataclass(frozen=True)
@@ -100,10 +101,17 @@ def method_names(spec: str) -> list[str]:
     return names
 
 
+# Methods for models with attention only: kept out of METHODS, which "all" (CLI, viewer) runs on any model.
+TRANSFORMER_METHODS: dict[str, MethodSpec] = {
+    "attention_rollout": MethodSpec("attention_rollout", attention_rollout, "Abnar & Zuidema 2020, arXiv:2005.00928"),
+}
+
+
 def get_method(name: str) -> MethodSpec:
     """The :class:`MethodSpec` called ``name``; lists the valid names otherwise."""
-    if isinstance(name, str) and name.replace("-", "_") in METHODS:
-        return METHODS[name.replace("-", "_")]
+    known = {**METHODS, **TRANSFORMER_METHODS}
+    if isinstance(name, str) and name.replace("-", "_") in known:
+        return known[name.replace("-", "_")]
     raise UnknownMethodError(
-        f"unknown method {name!r}; use one of {', '.join(METHODS)}." + close_matches(str(name), METHODS)
+        f"unknown method {name!r}; use one of {', '.join(known)}." + close_matches(str(name), known)
     )

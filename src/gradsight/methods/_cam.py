@@ -35,6 +35,7 @@ from ._common import (
     spatial_size,
     warn_zero,
 )
+from ._tokens import to_grid
 
 __all__ = ["LayerMap", "canonical_activation", "check_4d", "gradient_cam", "layer_tensors", "run_cam"]
 
@@ -61,15 +62,17 @@ def check_4d(shape: tuple[int, ...], layer: str | None, method: str) -> None:
         )
 
 
-def layer_tensors(bk: Backend, g: Gradients, method: str) -> tuple[Any, Any, int, tuple[int, ...], bool]:
+def layer_tensors(
+    bk: Backend, model: Any, x: Any, g: Gradients
+) -> tuple[Any, Any, int, tuple[int, ...], bool]:
     """``(A, G, channel axis, spatial axes, multi)`` of a layer's gradients, ready to broadcast.
 
-    With k targets per sample ``G`` is (N, k, ...) and ``A`` gains a size-1 k axis.
+    Token layers (N, T, C) become grids (N, h, w, C) through :func:`._tokens.to_grid`, as in
+    Grad-CAM. With k targets per sample ``G`` is (N, k, ...) and ``A`` gains a size-1 k axis.
     """
-    ops, A, G = bk.ops, g.activation, g.layer_grad
+    ops = bk.ops
+    A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer)
     shape = tuple(ops.shape(A))
-    check_4d(shape, g.layer, method)
-    ch = bk.activation_channel_axis() % 4
     spatial = tuple(a for a in (1, 2, 3) if a != ch)
     multi = len(ops.shape(G)) == 5
     if multi:
@@ -95,7 +98,7 @@ def gradient_cam(
             model, x, target, rule=RULES["guided"] if with_input else None, layer=ref, call=call,
             wrt_input=with_input, output=output, layer_rule=RULES["plain"] if with_input else None,
         )
-        A, G, ch, spatial, multi = layer_tensors(bk, g, name)
+        A, G, ch, spatial, multi = layer_tensors(bk, model, x, g)
         cam = bk.ops.numpy(weigh(bk.ops, A, G, ch, spatial)).astype(np.float32)
         targets, scores, outputs = finish(bk, g)
         warn_zero(bk.ops.numpy(g.layer_grad), outputs, f"{name} at {g.layer!r}", k_axis=multi)
@@ -126,7 +129,8 @@ def run_cam(
     multi = first.scores.ndim == 2
 
     def up(c: np.ndarray) -> np.ndarray:
-        return per_target(lambda m: maps.resize(m, size) if size else m, c, multi)
+        out: np.ndarray = per_target(lambda m: maps.resize(m, size) if size else m, c, multi)
+        return out
 
     extras: dict[str, Any] = {}
     if several:

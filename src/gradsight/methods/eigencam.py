@@ -29,7 +29,8 @@ def principal_maps(a: np.ndarray) -> np.ndarray:
     total = a.astype(np.float64).sum(1).reshape(n, h * w)
     corr = np.einsum("np,np->n", proj, total - total.mean(1, keepdims=True))
     proj = proj * np.where(corr < 0, -1.0, 1.0)[:, None]
-    return np.maximum(proj, 0.0).reshape(n, h, w).astype(np.float32)
+    out: np.ndarray = np.maximum(proj, 0.0).reshape(n, h, w).astype(np.float32)
+    return out
 
 
 def eigencam(

@@ -2,15 +2,18 @@
 
 from __future__ import annotations
 
+from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .. import maps
-from ..backends.base import Backend, Gradients
+from ..backends.base import Backend, Gradients, LayerRef
 from ..errors import ModelError, UnknownOptionError
 from ..targets import Target
+from ._cam import gradient_cam
 from ._common import MethodResult, finish, per_target, spatial_size, warn_zero
+from ._tokens import Tokens, to_grid
 
 GATES = (None, "guided")
 
@@ -30,19 +33,25 @@ def gradcam(
     call: int = -1,
     gate: str | None = None,
     guided: bool = False,
+    tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: Any = None,
 ) -> MethodResult:
     """Class activation map at ``layer``: ReLU(sum_k alpha_k A_k), alpha_k = mean dy/dA_k.
 
     With ``gate="guided"`` the gradients are first kept only where A > 0 and dy/dA > 0.
     ``attributions`` is the map at the layer's resolution, (N, h, w), unnormalised;
-    (N, k, h, w) for targets with k scores per sample. ``layer=[...]``: each layer's map
-    resized to the input, min-max normalised, averaged ((N, H, W)). ``guided=True``:
-    guided backprop times the map resized to the input (guided Grad-CAM).
+    (N, k, h, w) for targets with k scores per sample. Token layers (N, T, C) are laid
+    out as grids (``tokens``, see :func:`~gradsight.methods._tokens.to_grid`);
+    ``layer_input=True`` weighs the layer's input instead of its output. ``layer=[...]``:
+    each layer's map resized to the input, min-max normalised, averaged ((N, H, W)).
+    ``guided=True``: guided backprop times the map resized to the input (guided Grad-CAM).
     """
     check_gate(gate)
     if guided or isinstance(layer, (list, tuple)):
-        from ._cam import gradient_cam
+        if tokens is not None or layer_input:
+            raise UnknownOptionError("gradcam with guided=True or a list of layers takes image layers only; "
+                                     "drop tokens= / layer_input=, or explain one layer without guided.")
 
         def weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...]) -> Any:
             G = ops.relu(G) * ops.step(A) if gate == "guided" else G
@@ -50,25 +59,32 @@ def gradcam(
 
         return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
                             name="gradcam", weigh=weigh)
-    ref = bk.resolve_layer(model, "auto" if layer is None else layer)
+    ref = cam_layer(bk, model, layer, layer_input)
     g = bk.gradients(model, x, target, layer=ref, call=call, wrt_input=False, output=output)
-    return cam_from(bk, model, x, g, gate)
+    return cam_from(bk, model, x, g, gate, tokens=tokens)
 
 
-def cam_from(bk: Backend, model: Any, x: Any, g: Gradients, gate: str | None, heatmaps: bool = True) -> MethodResult:
+def cam_layer(bk: Backend, model: Any, layer: Any, layer_input: bool = False) -> LayerRef:
+    """The :class:`LayerRef` a CAM method captures (its input with ``layer_input``)."""
+    ref = bk.resolve_layer(model, "auto" if layer is None else layer)
+    if layer_input:
+        if ref.auto:
+            raise ModelError("layer_input=True needs a named layer (layer=NAME), not the automatic choice.")
+        ref = replace(ref, input=True)
+    return ref
+
+
+def cam_from(
+    bk: Backend, model: Any, x: Any, g: Gradients, gate: str | None, heatmaps: bool = True, tokens: Tokens | None = None
+) -> MethodResult:
     """Grad-CAM's result from :meth:`Backend.gradients` at a layer (``g.activation``, ``g.layer_grad``).
 
     ``attributions`` (N, h, w), or (N, k, h, w) for k scores per sample; ``heatmaps`` the
     maps resized to the input and normalised (None when ``heatmaps=False``).
     """
-    ops, A, G = bk.ops, g.activation, g.layer_grad
+    ops = bk.ops
+    A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens)
     shape = ops.shape(A)
-    if len(shape) != 4:
-        raise ModelError(
-            f"Grad-CAM needs a layer with a 4-D output (N, C, H, W); layer {g.layer!r} gives {shape}. "
-            "Pick a convolutional layer (`gradsight layers --model ...` lists them)."
-        )
-    ch = bk.activation_channel_axis() % 4
     spatial = tuple(a for a in (1, 2, 3) if a != ch)
     multi = len(ops.shape(G)) == 5  # (N, k, ...): one gradient per target, one activation per sample
     if multi:

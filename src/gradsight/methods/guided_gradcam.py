@@ -12,7 +12,8 @@ from ..errors import InputError
 from ..rules import RULES
 from ..targets import Target
 from ._common import MethodResult, input_channel_axis, input_heatmaps, per_target, spatial_size, warn_zero
-from .gradcam import cam_from, check_gate, gradcam
+from ._tokens import Tokens
+from .gradcam import cam_from, cam_layer, check_gate, gradcam
 
 
 def guided_gradcam(
@@ -24,6 +25,8 @@ def guided_gradcam(
     layer: Any = None,
     call: int = -1,
     gate: str | None = None,
+    tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: Any = None,
 ) -> MethodResult:
     """Guided backprop times the (unnormalised) Grad-CAM map, bilinearly resized to the input.
@@ -34,7 +37,8 @@ def guided_gradcam(
     normalised and averaged, then multiplied with guided backprop.
     """
     if isinstance(layer, (list, tuple)):
-        return gradcam(bk, model, x, target, layer=layer, call=call, gate=gate, guided=True, output=output)
+        return gradcam(bk, model, x, target, layer=layer, call=call, gate=gate, guided=True, tokens=tokens,
+                       layer_input=layer_input, output=output)
 
     size = spatial_size(bk, model, tuple(bk.ops.shape(x)))
     if size is None or len(bk.ops.shape(x)) != 4:
@@ -44,12 +48,12 @@ def guided_gradcam(
             "(N, H, W, C), so the model has no such layer. Use guided_backprop or saliency."
         )
     check_gate(gate)
-    ref = bk.resolve_layer(model, "auto" if layer is None else layer)
+    ref = cam_layer(bk, model, layer, layer_input)
     g = bk.gradients(
         model, x, target, rule=RULES["guided"], layer=ref, call=call, wrt_input=True, output=output,
         layer_rule=RULES["plain"],
     )
-    cam = cam_from(bk, model, x, g, gate, heatmaps=False)
+    cam = cam_from(bk, model, x, g, gate, heatmaps=False, tokens=tokens)
     multi = cam.scores.ndim == 2
     gb = bk.ops.numpy(g.input_grad).astype(np.float32)
     warn_zero(gb, cam.outputs, "guided_backprop", k_axis=multi)

@@ -137,7 +137,7 @@ class _Sums:
             parts = [d[i] for i in sorted(d)]
             if isinstance(parts[0], np.ndarray):
                 return np.concatenate(parts, axis=0)
-            return self.ops.numpy(self.ops.concat(parts, axis=0)).astype(np.float64)
+            return np.asarray(self.ops.numpy(self.ops.concat(parts, axis=0)), dtype=np.float64)
 
         if self.aggregate == "mean" or not self.second:
             return join(self.first) / samples

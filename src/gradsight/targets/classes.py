@@ -48,7 +48,7 @@ class ClassTarget(Target):
         return ClassTarget(self.classes[start:stop])
 
     def fixed(self, outputs: Any, ops: Any, ids: np.ndarray | None = None) -> ClassTarget:
-        if self.classes is not None:
+        if self.classes is not None or _one_score(np.shape(outputs)):
             return self
         if ids is None:
             ids = np.asarray(outputs).argmax(1)
@@ -71,6 +71,8 @@ class ClassTarget(Target):
             )
 
     def scores(self, outputs: Tensor, ops: Any) -> tuple[Tensor, Tensor]:
+        if not isinstance(outputs, (list, tuple)) and _one_score(tuple(ops.shape(outputs))):
+            return self._one_score(outputs, ops)
         shape = _class_shape(outputs, ops, "a class target")
         n, c = shape
         self.check(n, c)
@@ -82,6 +84,28 @@ class ClassTarget(Target):
         else:
             idx = ops.as_index(np.array(np.broadcast_to(self.classes, (n,))), outputs)
         return ops.take_rows(outputs, idx), idx
+
+
+    def _one_score(self, outputs: Tensor, ops: Any) -> tuple[Tensor, Tensor | None]:
+        """One score per sample, (N,) or (N, 1): a regressor or a single-logit binary classifier.
+
+        ``classes=None`` explains the score itself; class 1 the logit and class 0 its negation
+        (the logit of class 0 in the equivalent two-logit model, up to a constant).
+        """
+        score = ops.reshape(outputs, (-1,))
+        if self.classes is None:
+            return score, None
+        if self.classes.ndim == 2:
+            raise TargetError("the model gives one score per sample; k classes per sample (TopK) do not apply.")
+        n = ops.batch_size(outputs)
+        self.check(n, 2)
+        cls = np.array(np.broadcast_to(self.classes, (n,)))
+        sign = ops.from_numpy(np.where(cls == 0, -1.0, 1.0).astype(np.float32), score)
+        return score * sign, ops.as_index(cls, score)
+
+
+def _one_score(shape: tuple[int, ...]) -> bool:
+    return len(shape) == 1 or (len(shape) == 2 and shape[1] == 1)
 
 
 def _class_shape(outputs: Any, ops: Any, what: str) -> tuple[int, int]:

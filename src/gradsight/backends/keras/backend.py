@@ -16,6 +16,7 @@ from ..base import Backend, Gradients, LayerRef, Request, Settings
 from ..saturation import saturation_message
 from . import inspect as params
 from . import params as sanity
+from .attention import attentions
 from .capture import PATCHING, capture_layer, find_layer, named_layers, wrap_call
 from .compiled import forward as compiled_forward
 from .compiled import forward_with_activation as compiled_forward_with_activation
@@ -23,7 +24,7 @@ from .models import final_softmax, input_info, require_final_softmax
 from .ops import KerasOps
 from .primitives import training_flag
 from .rules import apply_rule
-from .trace import Key, run, to_gradients
+from .trace import Key, compute, run, to_gradients
 
 if TYPE_CHECKING:
     from ...targets import Target
@@ -64,7 +65,10 @@ class KerasBackend(Backend):
     randomized = staticmethod(sanity.randomized)
 
     @contextmanager
-    def session(self, model: keras.Model, eval_mode: bool = True, logits: bool = False) -> Iterator[KerasBackend]:
+    def session(
+        self, model: keras.Model, eval_mode: bool = True, logits: bool = False, forward_args: tuple[Any, ...] = (),
+        forward_kwargs: Any = None,
+    ) -> Iterator[KerasBackend]:
         """Calls run with ``training=False`` (``eval_mode=False``: Keras' own default, ``training=None``).
 
         ``logits=True`` skips a final softmax (see :func:`~.models.strip_softmax`); without
@@ -75,7 +79,7 @@ class KerasBackend(Backend):
         softmax = require_final_softmax(model) if logits else final_softmax(model)
         if softmax is not None and not logits:
             warn(saturation_message(f"its last layer {softmax.name!r}, a softmax"), SaturationWarning)
-        yield KerasBackend(Settings(eval_mode, logits))
+        yield KerasBackend(Settings(eval_mode, logits, tuple(forward_args), forward_kwargs))
 
     def prepare_input(self, model: keras.Model, x: Any) -> tf.Tensor:
         if not (isinstance(x, np.ndarray) or tf.is_tensor(x)):
@@ -118,8 +122,21 @@ class KerasBackend(Backend):
     def find_layer(self, model: keras.Model, layer: Any) -> LayerRef:
         return find_layer(model, layer)
 
+    def resolve_layer(self, model: keras.Model, layer: Any) -> LayerRef:
+        """As :meth:`Backend.resolve_layer`; "auto" on a vision transformer (a model with an
+        attention layer) is the input of its last attention layer, whose tokens carry location."""
+        ref = super().resolve_layer(model, layer)
+        if not ref.auto or isinstance(layer, LayerRef):
+            return ref
+        attention = [(p, lay) for p, lay in named_layers(model) if type(lay).__name__.endswith("Attention")]
+        return LayerRef(attention[-1][0], attention[-1][1], input=True) if attention else ref
+
     def compute(self, model: keras.Model, x: tf.Tensor, target: Target, request: Request) -> Gradients:
-        out, meta = run(model, Key.of(request, self.settings), x, target)
+        key = Key.of(request, self.settings)
+        if self.settings.forward_args or self.settings.forward_kwargs:  # tensors a traced function would freeze
+            out, meta = compute(model, key, x, target, self.ops)
+        else:
+            out, meta = run(model, key, x, target)
         return to_gradients(model, out, meta)
 
     def forward(self, model: keras.Model, x: tf.Tensor, output: int | str | None = None) -> tf.Tensor:
@@ -133,7 +150,7 @@ class KerasBackend(Backend):
 
     def activations(self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1) -> tuple[tf.Tensor, str]:
         with PATCHING, capture_layer(model, self.resolve_layer(model, layer)) as cap:
-            model(x, training=training_flag(self.settings))
+            self.settings.call(model, x, training=training_flag(self.settings))
         return cap.get(call)
 
     def rule_scope(self, model: keras.Model, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
@@ -178,6 +195,9 @@ class KerasBackend(Backend):
 
     def weights(self, model: keras.Model) -> list[tuple[str, str, np.ndarray, bool]]:
         return params.weights(model)
+
+    def attentions(self, model: keras.Model, x: tf.Tensor, output: Any = None) -> tuple[Any, list[Any]]:
+        return attentions(model, x, output, self.settings)
 
     def layer_inputs(self, model: keras.Model, x: tf.Tensor, layers: list[tuple[str, Any]]) -> list[tuple[str, Any]]:
         with PATCHING, params.record_inputs(layers) as seen:

@@ -140,12 +140,21 @@ def wrap_call(layer: keras.layers.Layer, make: Callable[[Callable], Callable]) -
 
 
 @contextmanager
-def capture(layer: keras.layers.Layer, name: str) -> Iterator[Capture]:
-    """Record ``layer``'s output at every call inside the block."""
+def capture(layer: keras.layers.Layer, name: str, inputs: bool = False) -> Iterator[Capture]:
+    """Record ``layer``'s output (``inputs``: its first input) at every call inside the block."""
     cap = Capture(name)
 
     def make(call: Callable) -> Callable:
         def recording(*args: Any, **kwargs: Any) -> Any:
+            if inputs:
+                first = args[0] if args else next(iter(kwargs.values()), None)
+                if not tf.is_tensor(first):
+                    raise ModelError(
+                        f"layer {name!r} takes a {type(first).__name__} as its first input, not a tensor; "
+                        "layer_input=True needs a layer whose first input is one tensor."
+                    )
+                cap.outputs.append(first)
+                return call(*args, **kwargs)
             out = call(*args, **kwargs)
             if not tf.is_tensor(out):
                 raise ModelError(
@@ -212,5 +221,5 @@ def capture_layer(model: keras.Model, layer: LayerRef) -> Iterator[Captured]:
             yield _Captured(model, None, seen)
     else:
         obj = layer.obj if layer.obj is not None else dict(named_layers(model))[layer.name]
-        with capture(obj, layer.name) as cap:
+        with capture(obj, layer.name, layer.input) as cap:
             yield _Captured(model, cap, None)

@@ -51,7 +51,7 @@ def eager_forward_with_activation(
         if settings.logits:  # before the capture, which then records the stripped model's layer
             stack.enter_context(strip_softmax(model))
         cap = stack.enter_context(capture_layer(model, layer))
-        outputs = select_output(model(x, training=training_flag(settings)), output)
+        outputs = select_output(settings.call(model, x, training=training_flag(settings)), output)
     activation, name = cap.get(call)
     return check_tensors(outputs, tf.is_tensor), activation, name
 
@@ -68,9 +68,15 @@ class _CaptureBody:
 
 
 def _cached(
-    model: keras.Model, key: Hashable, x: tf.Tensor, make: Callable[[], Any], eager: Callable[[], Any]
+    model: keras.Model, key: Hashable, settings: Settings, x: tf.Tensor, make: Callable[[], Any],
+    eager: Callable[[], Any],
 ) -> tuple[Any, Any]:
-    """``(None, eager())`` at a key's first call (and for untraceable models), ``(entry, traced make())`` from its second."""
+    """``(None, eager())`` at a key's first call (and for untraceable models), ``(entry, traced make())`` from its second.
+
+    Calls with ``forward_args`` / ``forward_kwargs`` stay eager: a traced function would freeze them.
+    """
+    if settings.forward_args or settings.forward_kwargs:
+        return None, eager()
     entries = _CACHE.setdefault(model, OrderedDict())
     entry = entries.get(key)
     if entry is None or entry == "eager":
@@ -100,7 +106,7 @@ def _output_key(output: Any) -> Hashable:
 def forward(model: keras.Model, x: tf.Tensor, output: Any, settings: Settings) -> Any:
     """The selected output for ``x``: eagerly at a key's first call, traced from its second."""
     key = ("forward", _output_key(output), settings, tuple(x.shape), x.dtype.name)
-    _, out = _cached(model, key, x, lambda: _compile(_Body(model, output, settings), x),
+    _, out = _cached(model, key, settings, x, lambda: _compile(_Body(model, output, settings), x),
                      lambda: eager_forward(model, x, output, settings))
     return out
 
@@ -111,7 +117,7 @@ def forward_with_activation(
     """:func:`eager_forward_with_activation`, traced from a key's second call."""
     key = ("capture", layer.without_obj(), call, _output_key(output), settings, tuple(x.shape), x.dtype.name)
     entry, out = _cached(
-        model, key, x, lambda: _compile(_CaptureBody(model, layer, call, output, settings), x),
+        model, key, settings, x, lambda: _compile(_CaptureBody(model, layer, call, output, settings), x),
         lambda: eager_forward_with_activation(model, x, layer, call, output, settings),
     )
     if entry is None:

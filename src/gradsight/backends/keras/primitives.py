@@ -51,7 +51,7 @@ class KerasPrimitives(Primitives):
             yield x
 
     def forward(self, model: keras.Model, x: tf.Tensor) -> Any:
-        return model(x, training=training_flag(self.settings))
+        return self.settings.call(model, x, training=training_flag(self.settings))
 
     def rule_scope(self, model: keras.Model, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
         return apply_rule(model, rule)

@@ -213,4 +213,5 @@ def forward(model: keras.Model, x: tf.Tensor, output: int | str | None, settings
     with PATCHING, ExitStack() as stack:
         if settings.logits:
             stack.enter_context(strip_softmax(model))
-        return check_tensors(select_output(model(x, training=training_flag(settings)), output), tf.is_tensor)
+        raw = settings.call(model, x, training=training_flag(settings))
+        return check_tensors(select_output(raw, output), tf.is_tensor)

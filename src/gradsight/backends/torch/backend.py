@@ -28,10 +28,12 @@ from ..base import (
 from ..outputs import check_tensors, select_output
 from . import inspect as params
 from . import params as sanity
+from .attention import attentions
 from .capture import _Seen, auto_choice, capture, capture_auto, find_layer, hooked
 from .logits import final_softmax, softmax_session
 from .ops import TorchOps
 from .rules import apply_rule
+from .tokens import transformer_layer
 
 if TYPE_CHECKING:
     from ...targets import Target
@@ -99,8 +101,8 @@ class TorchPrimitives(Primitives):
 
     ops: TorchOps
 
-    def __init__(self, ops: TorchOps) -> None:
-        self.ops = ops
+    def __init__(self, ops: TorchOps, settings: Settings | None = None) -> None:
+        self.ops, self.settings = ops, settings or Settings()
 
     @contextmanager
     def record(self, x: torch.Tensor) -> Iterator[torch.Tensor]:
@@ -109,7 +111,7 @@ class TorchPrimitives(Primitives):
         yield x.detach().requires_grad_(True)
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor) -> Any:
-        return model(x)
+        return self.settings.call(model, x)
 
     def rule_scope(self, model: torch.nn.Module, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
         return apply_rule(model, rule)
@@ -120,7 +122,7 @@ class TorchPrimitives(Primitives):
             with capture_auto(model) as seen:
                 yield _Captured(model, None, seen)
         else:
-            with capture(layer.obj, layer.name) as cap:
+            with capture(layer.obj, layer.name, layer.input) as cap:
                 yield _Captured(model, cap, None)
 
     def vjp(self, scores: torch.Tensor, wrt: list[torch.Tensor], retain: bool) -> list[torch.Tensor | None]:
@@ -156,7 +158,8 @@ class TorchBackend(Backend):
 
     @contextmanager
     def session(
-        self, model: torch.nn.Module, eval_mode: bool = True, logits: bool = False
+        self, model: torch.nn.Module, eval_mode: bool = True, logits: bool = False, forward_args: tuple[Any, ...] = (),
+        forward_kwargs: Any = None,
     ) -> Iterator[TorchBackend]:
         """Eval mode (unless ``eval_mode=False``), gradients on; every flag restored on exit.
 
@@ -171,7 +174,7 @@ class TorchBackend(Backend):
             if eval_mode:
                 model.eval()
             with torch.inference_mode(False), torch.enable_grad(), softmax_session(model, logits):
-                yield TorchBackend(Settings(eval_mode, logits))
+                yield TorchBackend(Settings(eval_mode, logits, tuple(forward_args), forward_kwargs))
         finally:
             for m, training in modes:
                 m.training = training
@@ -222,12 +225,18 @@ class TorchBackend(Backend):
     def find_layer(self, model: torch.nn.Module, layer: Any) -> LayerRef:
         return find_layer(model, layer)
 
+    def resolve_layer(self, model: torch.nn.Module, layer: Any) -> LayerRef:
+        """As :meth:`Backend.resolve_layer`; "auto" on a vision transformer is the input of the
+        last block's attention (see :mod:`gradsight.backends.torch.tokens`)."""
+        ref = super().resolve_layer(model, layer)
+        return (transformer_layer(model) or ref) if ref.auto and not isinstance(layer, LayerRef) else ref
+
     def compute(self, model: torch.nn.Module, x: torch.Tensor, target: Target, request: Request) -> Gradients:
-        return pipeline.gradients(TorchPrimitives(self.ops), model, x, target, request)[0]
+        return pipeline.gradients(TorchPrimitives(self.ops, self.settings), model, x, target, request)[0]
 
     def forward(self, model: torch.nn.Module, x: torch.Tensor, output: int | str | None = None) -> torch.Tensor:
         with torch.no_grad():
-            return check_tensors(select_output(model(x), output), self.ops.is_tensor)
+            return check_tensors(select_output(self.settings.call(model, x), output), self.ops.is_tensor)
 
     def activations(self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1) -> tuple[torch.Tensor, str]:
         _, activation, name = self.forward_with_activation(model, x, layer, call)
@@ -236,15 +245,15 @@ class TorchBackend(Backend):
     def forward_with_activation(
         self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1, output: int | str | None = None
     ) -> tuple[Any, torch.Tensor, str]:
-        prims = TorchPrimitives(self.ops)
+        prims = TorchPrimitives(self.ops, self.settings)
         with torch.no_grad():
             try:
                 with prims.capture(model, self.resolve_layer(model, layer)) as cap:
-                    raw = model(x)
+                    raw = prims.forward(model, x)
                 activation, name = cap.get(call)
             except LayerChanged as changed:  # an in-place op after the automatic layer: copy that one
                 with prims.capture(model, changed.layer) as cap:
-                    raw = model(x)
+                    raw = prims.forward(model, x)
                 activation, name = cap.get(call)
         return check_tensors(select_output(raw, output), self.ops.is_tensor), activation, name
 
@@ -281,6 +290,9 @@ class TorchBackend(Backend):
 
     def weights(self, model: torch.nn.Module) -> list[tuple[str, str, np.ndarray, bool]]:
         return params.weights(model)
+
+    def attentions(self, model: torch.nn.Module, x: torch.Tensor, output: Any = None) -> tuple[Any, list[Any]]:
+        return attentions(model, x, output, self.settings)
 
     def layer_inputs(
         self, model: torch.nn.Module, x: torch.Tensor, layers: list[tuple[str, Any]]

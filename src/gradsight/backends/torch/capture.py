@@ -66,8 +66,38 @@ def is_spatial(t: Any) -> bool:
 
 
 @contextmanager
-def capture(module: torch.nn.Module, name: str) -> Iterator[Capture]:
-    """Record ``module``'s output at every call; the network continues on a copy."""
+def capture_input(module: torch.nn.Module, name: str) -> Iterator[Capture]:
+    """Record ``module``'s first input at every call; the module runs on a copy of it."""
+    cap = Capture(name)
+
+    def hook(mod: torch.nn.Module, args: Any, kwargs: Any) -> Any:
+        first, rest, key = (args[0], args[1:], None) if args else (None, args, next(iter(kwargs), None))
+        if first is None and key is not None:
+            first = kwargs[key]
+        if not isinstance(first, torch.Tensor):
+            raise ModelError(
+                f"layer {name!r} takes a {type(first).__name__} as its first input, not a tensor; "
+                "layer_input=True needs a layer whose first input is one tensor."
+            )
+        cap.outputs.append(first)
+        if key is None:
+            return (first.clone(),) + tuple(rest), kwargs
+        return args, {**kwargs, key: first.clone()}
+
+    handle = module.register_forward_pre_hook(hook, with_kwargs=True)
+    try:
+        yield cap
+    finally:
+        handle.remove()
+
+
+@contextmanager
+def capture(module: torch.nn.Module, name: str, inputs: bool = False) -> Iterator[Capture]:
+    """Record ``module``'s output (``inputs``: first input) at every call; the network continues on a copy."""
+    if inputs:
+        with capture_input(module, name) as cap_in:
+            yield cap_in
+        return
     cap = Capture(name)
 
     def hook(mod: torch.nn.Module, inputs: Any, output: Any) -> Any:
