@@ -250,10 +250,14 @@ def test_guided_option_is_guided_backprop_times_the_cam(net, x, method):
 RULES = ["gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid"]
 
 
-@pytest.mark.parametrize("rule", RULES)
-def test_integrated_gradients_match_reference(net, x, rule):
+# every rule on the functional-ReLU net; the in-place / reused one with the default rule (the rules are
+# model-independent weights, checked by test_quadrature_nodes)
+@pytest.mark.parametrize(("net_cls", "rule"), [(FunctionalNet, r) for r in RULES] + [(InplaceReusedNet, RULES[0])],
+                         ids=lambda v: v if isinstance(v, str) else v.__name__)
+def test_integrated_gradients_match_reference(x, net_cls, rule):
     from gradsight.methods.integrated_gradients import quadrature
 
+    net = make(net_cls)
     steps = 6
     alphas, weights = quadrature(rule, steps)
     assert abs(weights.sum() - 1) < 1e-12
@@ -320,10 +324,14 @@ def _grad(net, x, targets):
     return torch.autograd.grad(out[torch.arange(len(x)), torch.tensor(targets)].sum(), xr)[0]
 
 
-@pytest.mark.parametrize(("aggregate", "base"), [
-    ("mean", "input_x_gradient"), ("mean_square", "saliency"), ("var", "saliency"), ("var", "input_x_gradient"),
-])
-def test_smoothgrad_aggregates_and_bases(net, x, aggregate, base):
+# each pair on one of the two nets (both nets see both aggregates that differ from today's mean)
+@pytest.mark.parametrize(("net_cls", "aggregate", "base"), [
+    (InplaceReusedNet, "mean", "input_x_gradient"), (FunctionalNet, "mean_square", "saliency"),
+    (InplaceReusedNet, "var", "saliency"), (FunctionalNet, "var", "input_x_gradient"),
+    (InplaceReusedNet, "mean_square", "input_x_gradient"),
+], ids=lambda v: v if isinstance(v, str) else v.__name__)
+def test_smoothgrad_aggregates_and_bases(x, net_cls, aggregate, base):
+    net = make(net_cls)
     per = np.stack([
         ((xs * _grad(net, xs, TARGETS)) if base == "input_x_gradient" else _grad(net, xs, TARGETS)).numpy()
         for xs in _noisy_copies(x, 5, 0.2, 7)

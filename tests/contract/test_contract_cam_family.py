@@ -31,9 +31,7 @@ CASES: dict[str, tuple[str, dict[str, Any], Any]] = {
     "hirescam": ("hirescam", {}, TARGET),
     "hirescam_top2": ("hirescam", {}, TopK(2)),
     "eigencam": ("eigencam", {"layer": "relu4"}, TARGET),
-    "eigencam_conv3": ("eigencam", {"layer": "conv3"}, TARGET),
     "scorecam": ("scorecam", {"batch_size": 48}, TARGET),
-    "scorecam_top2": ("scorecam", {"batch_size": 64}, TopK(2)),
     # (IG samples the gradient at points where a ReLU or max-pool may switch: with 3 Gauss-Legendre
     # nodes on noisy copies one such switch lands between the frameworks' roundings; 8 nodes do not)
     "integrated_gradients": ("integrated_gradients", {"steps": 8}, TARGET),
