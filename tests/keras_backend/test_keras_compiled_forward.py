@@ -3,12 +3,14 @@ from a shape's second call, with the eager call's numbers; untraceable models st
 
 from __future__ import annotations
 
-import keras
 import numpy as np
-import tensorflow as tf
+import pytest
 
-import gradsight as gs
-from gradsight.backends.keras import compiled
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+import gradsight as gs  # noqa: E402
+from gradsight.backends.keras import compiled  # noqa: E402
 
 
 class NumpyLayer(keras.layers.Layer):
