@@ -131,7 +131,10 @@ def _renders(page) -> int:
 
 
 def _wait_render(page, before: int) -> None:
-    page.wait_for_function(f"() => Number(document.body.dataset.renders || 0) > {before}", timeout=30_000)
+    # ... and no request in flight: a cached answer to a superseded request (a blur's 'change' event
+    # on the previous input) can draw first; the page drops late answers, the test must wait for the last.
+    page.wait_for_function(f"() => Number(document.body.dataset.renders || 0) > {before} && "
+                           "!document.body.dataset.busy", timeout=30_000)
 
 
 def _changed(a: np.ndarray, b: np.ndarray) -> float:

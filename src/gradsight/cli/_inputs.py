@@ -17,7 +17,7 @@ from typing import Any
 
 import numpy as np
 
-from ..errors import GradsightWarning, InputError
+from ..errors import GradsightWarning, InputError, TargetError
 from ..inputs import PREPROCESSING, InputSpec, preprocess
 from ._common import DEFAULT_SIZE, PROG, open_image
 
@@ -141,6 +141,8 @@ def _runs(model: Any, plan: InputPlan) -> str | None:
             warnings.simplefilter("ignore")
             with bk.session(model, eval_mode=True):
                 bk.forward(model, bk.prepare_input(model, plan.blank()))
+    except TargetError:  # it ran; which of several outputs to explain is --output's business, checked later
+        return None
     except Exception as exc:  # noqa: BLE001 - any failure means "not this shape"
         return f"{type(exc).__name__}: {' '.join(str(exc).split())[:200]}"
     return None

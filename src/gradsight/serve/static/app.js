@@ -4,7 +4,7 @@
 const $ = (sel) => document.querySelector(sel);
 const state = {
   model: null, ref: null, name: "image", target: null, method: "gradcam", layer: "auto",
-  cmap: "jet", opacity: 0.5, result: null, base: null, layerImg: null, heat: null, token: 0,
+  cmap: "jet", opacity: 0.5, result: null, base: null, layerImg: null, heat: null, token: 0, runToken: 0,
   compare: new Set(), run: null, runItem: null,
 };
 
@@ -352,8 +352,10 @@ async function runQuery() {
   params.set("sort", $("#run-sort").value);
   params.set("order", $("#run-order").value);
   params.set("limit", "200");
+  const token = ++state.runToken;
   try {
     const res = await api(`/api/run/images?${params}`);
+    if (token !== state.runToken) return; // a newer query (another filter changed meanwhile) draws instead
     $("#run-count").textContent = `${res.total} images match${res.total > res.items.length ? ` (first ${res.items.length} shown)` : ""}`;
     const grid = $("#run-grid");
     grid.innerHTML = "";
@@ -369,7 +371,7 @@ async function runQuery() {
       grid.append(button);
     });
   } catch (e) {
-    showError(e.message);
+    if (token === state.runToken) showError(e.message);
   }
 }
 
