@@ -41,12 +41,16 @@ from torch import nn
 HERE = Path(__file__).resolve().parent
 sys.path.insert(0, str(HERE))
 
+from cam_family import TARGETS as CAM_FAMILY_TARGETS  # noqa: E402
+from cam_family import torch_rows as cam_family_rows  # noqa: E402
 from models import cifar_resnet, resnet50  # noqa: E402
 
 import gradsight as gs  # noqa: E402
 
 # The issue's targets (gradsight / floor).
 TARGETS = {"saliency": 1.10, "gradcam": 1.10, "smoothgrad": 1.10, "deconvnet": 1.15, "guided_backprop": 1.15}
+TARGETS.update(CAM_FAMILY_TARGETS)  # issue 15: the CAM family, IG, input x gradient, SmoothGrad's layout
+QUICK = False
 NOISE = 0.15  # smoothgrad noise level, as a fraction of each input's value range
 
 
@@ -354,7 +358,8 @@ def build_rows(s: Setting, with_captum: bool, with_gradcam_lib: bool) -> tuple[l
     ]
     for row in rows:
         row.check = check.get(row.method, "")
-    return rows, [grads, cam, ggc, sg], facts
+    more_rows, more_groups = cam_family_rows(s, model, x, t, layer, floor_gradcam, Group, Row, QUICK)
+    return rows + more_rows, [grads, cam, ggc, sg] + more_groups, facts
 
 
 # --------------------------------------------------------------------------- memory
@@ -575,6 +580,8 @@ def main(argv: list[str] | None = None) -> int:
     args = p.parse_args(argv)
     if args.threads:
         torch.set_num_threads(args.threads)
+    global QUICK
+    QUICK = args.quick
     if args.memory_probe:
         print(json.dumps(memory_probe(json.loads(args.memory_probe))))
         return 0

@@ -19,8 +19,10 @@ def _available(name: str) -> bool:
 
 
 TORCH_MODULES = [
+    "test_captum_integrated_gradients.py",
     "test_cli.py",
     "test_inspect.py",
+    "test_methods_cam_family.py",
     "test_model_inputs.py",
     "test_serve_api.py",
     "test_softmax_models.py",

@@ -33,9 +33,14 @@ def test_import_loads_no_framework():
 
 
 def test_methods_registry():
-    assert list(gs.METHODS) == ["saliency", "smoothgrad", "deconvnet", "guided_backprop", "gradcam", "guided_gradcam"]
+    assert list(gs.METHODS) == [
+        "saliency", "smoothgrad", "deconvnet", "guided_backprop", "gradcam", "guided_gradcam",
+        "gradcam_plus_plus", "xgradcam", "layercam", "hirescam", "eigencam", "scorecam", "integrated_gradients",
+        "input_x_gradient",
+    ]
     assert gs.METHODS["smoothgrad"].options == {
-        "samples": 50, "noise": 0.15, "batch_size": 32, "seed": None, "base": "saliency", "output": None,
+        "samples": 50, "noise": 0.15, "batch_size": 32, "seed": None, "base": "saliency", "aggregate": "mean",
+        "base_options": None, "output": None,
     }
 
 

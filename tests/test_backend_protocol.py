@@ -42,6 +42,10 @@ class NumpyOps(Ops):
     def concat(self, ts, axis=0): return np.concatenate(ts, axis)
     def topk(self, t, k): return np.argsort(-t, 1, kind="stable")[:, :k]
     def take_along(self, t, idx): return np.take_along_axis(t, idx, 1)
+    def min(self, t, axis, keepdims=False): return t.min(axis, keepdims=keepdims)
+    def max(self, t, axis, keepdims=False): return t.max(axis, keepdims=keepdims)
+    def safe_div(self, a, b): return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b != 0)
+    def resize(self, maps, size): return gs.maps.resize(maps, size)
 
 
 class MLP:

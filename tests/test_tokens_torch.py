@@ -152,6 +152,27 @@ def test_hand_written_vit_square_rule_and_override():
     np.testing.assert_allclose(gs.gradcam(four, X24, target=0).attributions, ref4, rtol=1e-4, atol=1e-6)
 
 
+def test_gradient_cams_on_token_layers_match_reference():
+    """Layer-CAM and HiResCAM (issue 15) read token layers through the same grid as Grad-CAM."""
+    torch.manual_seed(3)
+    model = TinyViT().eval()
+    layer = model.blocks[1].norm1
+    seen = []
+    handle = layer.register_forward_hook(lambda m, i, o: seen.append(o))
+    try:
+        out = model(X24)
+    finally:
+        handle.remove()
+    cls = out.argmax(1)
+    (g,) = torch.autograd.grad(out[torch.arange(len(X24)), cls].sum(), seen[-1])
+    a, g = seen[-1][:, 1:].reshape(2, 6, 6, -1), g[:, 1:].reshape(2, 6, 6, -1)
+    refs = {"layercam": torch.relu((torch.relu(g) * a).sum(-1)), "hirescam": torch.relu((g * a).sum(-1))}
+    for name, ref in refs.items():
+        exp = gs.explain(model, X24, name, layer="blocks.1.norm1")
+        assert exp.attributions.shape == (2, 6, 6) and exp.heatmaps.shape == (2, 24, 24)
+        np.testing.assert_allclose(exp.attributions, ref.detach().numpy(), rtol=1e-4, atol=1e-6)
+
+
 def test_token_mismatch_is_a_typed_error_with_the_numbers():
     model = TinyViT().eval()
     with pytest.raises(TokenGridError, match=r"37 tokens.*1 \+ 5 x 5 = 26"):

@@ -24,6 +24,16 @@ from .api import (
     saliency,
     smoothgrad,
 )
+from .api_methods import (
+    eigencam,
+    gradcam_plus_plus,
+    hirescam,
+    input_x_gradient,
+    integrated_gradients,
+    layercam,
+    scorecam,
+    xgradcam,
+)
 from .api_transformers import attention_rollout
 from .errors import (
     GradsightError,
@@ -55,6 +65,14 @@ __all__ = [
     "guided_backprop",
     "gradcam",
     "guided_gradcam",
+    "gradcam_plus_plus",
+    "xgradcam",
+    "layercam",
+    "hirescam",
+    "eigencam",
+    "scorecam",
+    "integrated_gradients",
+    "input_x_gradient",
     "attention_rollout",
     "backward_rule",
     "Explanation",

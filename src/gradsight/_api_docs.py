@@ -33,10 +33,11 @@ _SESSION = """output : int, str or tuple, optional
     -------
     Explanation"""
 
-_LAYER = """layer : str, layer object or None
+_LAYER = """layer : str, layer object, a list of them, or None
         The layer whose output is weighed (PyTorch: dotted name from
-        ``named_modules()``; Keras: name or ``outer/inner`` path). None: the last layer
-        with a 4-D spatial output.
+        ``named_modules()``; Keras: name or ``outer/inner`` path). None: the last
+        convolution stage's output. A list: each layer's map resized to the input,
+        min-max normalised, then averaged.
     call : int, default -1
         Which call of a layer that runs several times per forward pass.
     gate : None or "guided"

@@ -1,10 +1,8 @@
 """The public entry points: :func:`explain`, :func:`predict`, :func:`backward_rule`, and one
-function per method with its real parameters (``gs.gradcam(model, x, layer=..., gate=...)``).
-
-A method added to :mod:`gradsight.methods` works through ``explain(method=...)`` at once;
-its function here gives editors and ``help()`` a signature (a test checks that every
-method has one, taking exactly its options). ``_method_function(name)`` makes a generic
-``**options`` one meanwhile.
+function per method with its real parameters (``gs.gradcam(model, x, layer=..., gate=...)``;
+a test checks that every method has one, taking exactly its options). Those of the later
+methods (the CAM family, Integrated Gradients, input x gradient) are in :mod:`.api_methods`,
+the transformer ones in :mod:`.api_transformers`, one layer above; ``gradsight`` exports all.
 """
 
 from __future__ import annotations
@@ -20,22 +18,15 @@ from ._api_docs import doc
 from ._locks import locked
 from .backends import backend_for
 from .explanation import Explanation
-from .methods import METHODS, get_method
+from .methods import get_method
 from .methods._tokens import Tokens
 from .rules import Rule, get_rule
 from .targets import as_target
 
 __all__ = [
-    "explain",
-    "predict",
-    "backward_rule",
-    "saliency",
-    "smoothgrad",
-    "deconvnet",
-    "guided_backprop",
-    "gradcam",
+    "explain", "predict", "backward_rule", "saliency", "smoothgrad", "deconvnet", "guided_backprop", "gradcam",
     "guided_gradcam",
-]
+]  # fmt: skip
 
 
 def explain(
@@ -61,8 +52,9 @@ def explain(
         as a framework tensor or a numpy array, already preprocessed as the model
         expects. Never modified.
     method:
-        One of ``saliency``, ``smoothgrad``, ``deconvnet``, ``guided_backprop``,
-        ``gradcam``, ``guided_gradcam``.
+        A name in ``gs.METHODS``: ``saliency``, ``smoothgrad``, ``deconvnet``, ``guided_backprop``,
+        ``gradcam``, ``guided_gradcam``, ``gradcam_plus_plus``, ``xgradcam``, ``layercam``,
+        ``hirescam``, ``eigencam``, ``scorecam``, ``integrated_gradients``, ``input_x_gradient``.
     target:
         None (each sample's top-1 class), an int, N ints, a callable
         ``outputs -> (N,)`` scores, or a :class:`gradsight.targets.Target`:
@@ -71,7 +63,8 @@ def explain(
     layer:
         Grad-CAM methods: a layer name (PyTorch: dotted, from ``named_modules()``), a
         layer object, or None/"auto": the last convolution stage's output (backends/autolayer.py;
-        a ViT: the last attention's input).
+        a ViT: the last attention's input). CAM methods also take a list (maps upsampled,
+        min-max normalised, averaged).
     output:
         For models with several outputs: the index or key of the one to explain, or a
         tuple of them (a ``Detection`` target over several scales selects them all).
@@ -161,17 +154,6 @@ def predict(
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
 
 
-def _method_function(name: str) -> Any:
-    """A generic ``name(model, x, target=None, **options)`` for a method without its own function yet."""
-
-    def run(model: Any, x: Any, target: Any = None, **options: Any) -> Explanation:
-        return explain(model, x, method=name, target=target, **options)
-
-    run.__name__ = run.__qualname__ = name
-    run.__doc__ = f"``explain(model, x, method={name!r}, ...)``. Options: {', '.join(METHODS[name].options)}."
-    return run
-
-
 @doc
 def saliency(
     model: Any,
@@ -207,6 +189,8 @@ def smoothgrad(
     batch_size: int = 32,
     seed: int | None = None,
     base: str = "saliency",
+    aggregate: str = "mean",
+    base_options: dict[str, Any] | None = None,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -225,13 +209,18 @@ def smoothgrad(
         Rows per backward pass (memory does not grow with ``samples``).
     seed : int, optional
         Seed of the noise; with it results do not depend on ``batch_size`` or the framework.
-    base : {"saliency", "deconvnet", "guided_backprop"}
-        The gradient method averaged.
+    base : {"saliency", "deconvnet", "guided_backprop", "input_x_gradient", "integrated_gradients"}
+        The input-space method averaged.
+    aggregate : {"mean", "mean_square", "var"}
+        SmoothGrad, SmoothGrad^2 (mean of squares), VarGrad (population variance).
+    base_options : dict, optional
+        ``base="integrated_gradients"`` only: its ``steps``, ``rule``, ``baseline``, ...
     {session}
     """
     return explain(
         model, x, "smoothgrad", target, output=output, eval_mode=eval_mode, logits=logits,
-        samples=samples, noise=noise, batch_size=batch_size, seed=seed, base=base, **options
+        samples=samples, noise=noise, batch_size=batch_size, seed=seed, base=base, aggregate=aggregate,
+        base_options=base_options, **options
     )
 
 
@@ -288,6 +277,7 @@ def gradcam(
     layer: Any = None,
     call: int = -1,
     gate: str | None = None,
+    guided: bool = False,
     tokens: Tokens | None = None,
     layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
@@ -304,11 +294,13 @@ def gradcam(
     ----------
     {common}
     {layer}
+    guided : bool, default False
+        Guided backprop times the map resized to the input (guided Grad-CAM).
     {session}
     """
     return explain(
         model, x, "gradcam", target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call, gate=gate,
-        tokens=tokens, layer_input=layer_input, **options,
+        guided=guided, tokens=tokens, layer_input=layer_input, **options,
     )
 
 

@@ -295,6 +295,17 @@ class Backend(ABC):
         """
         return None
 
+    def forward_with_activation(
+        self, model: Any, x: Tensor, layer: Any, call: int = -1, output: int | str | None = None
+    ) -> tuple[Tensor, Tensor, str]:
+        """``(selected output, layer output at its call-th call, resolved layer name)``, forward only.
+
+        ``layer`` as for :meth:`activations`. One forward pass where the backend can (methods
+        that weigh a layer's channels without a gradient: Eigen-CAM, Score-CAM); this default runs two.
+        """
+        activation, name = self.activations(model, x, layer, call)
+        return self.forward(model, x, output), activation, name
+
     @abstractmethod
     def parameter_layers(self, model: Any) -> list[str]:
         """Layers owning trainable parameters, input to output (the sanity check's order)."""

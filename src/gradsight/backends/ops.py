@@ -63,3 +63,13 @@ class Ops(ABC):
     @abstractmethod
     def take_along(self, t: Tensor, idx: Tensor) -> Tensor:
         """``t[i, idx[i, j]]`` for ``t`` (N, C) and ``idx`` (N, k): (N, k), differentiable in ``t``."""
+    @abstractmethod
+    def min(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
+    @abstractmethod
+    def max(self, t: Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> Tensor: ...
+    @abstractmethod
+    def safe_div(self, a: Tensor, b: Tensor) -> Tensor:
+        """``a / b`` where ``b != 0``, 0 where ``b == 0`` (broadcasting)."""
+    @abstractmethod
+    def resize(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
+        """Bilinear resize of (B, h, w) maps to (B, H, W), ``align_corners=False`` (as :func:`gradsight.maps.resize`)."""

@@ -33,7 +33,7 @@ def add_parser(subs: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
                         "of images per class (ImageFolder layout; no masks, so no pointing game)")  # fmt: skip
     p.add_argument("--n", type=int, default=100, metavar="N", help="number of demo images (default: 100)")
     p.add_argument("--methods", default="all", metavar="LIST|all",
-                   help="comma-separated method names, or 'all' (default)")  # fmt: skip
+                   help="comma-separated method names, or 'all' (default: the six classic methods)")  # fmt: skip
     p.add_argument("--metrics", default="deletion,insertion,road,pointing,sanity", metavar="LIST",
                    help="comma-separated: deletion, insertion, road, pointing, sanity (default: all)")  # fmt: skip
     p.add_argument("--out", required=True, metavar="DIR", help="folder for the report (created if missing)")
@@ -73,10 +73,10 @@ def run(args: argparse.Namespace) -> None:
 
     from ..backends import backend_for
     from ..evaluate import METRICS, compare
-    from ..methods import METHODS
+    from ..methods import GROUPS, METHODS
     from ..models import load_model, preprocess
 
-    methods = list(METHODS) if args.methods.strip() == "all" else _csv_list(args.methods, "method", list(METHODS))
+    methods = list(GROUPS["all"]) if args.methods.strip() == "all" else _csv_list(args.methods, "method", list(METHODS))
     metrics = _csv_list(args.metrics, "metric", METRICS)
     for name, value, low in (("--n", args.n, 1), ("--batch-size", args.batch_size, 1), ("--samples", args.samples, 1),
                              ("--sanity-images", args.sanity_images, 1)):  # fmt: skip

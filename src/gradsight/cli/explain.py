@@ -19,12 +19,12 @@ def add_parser(subs: Any, parents: list[argparse.ArgumentParser]) -> None:
     ex = subs.add_parser(
         "explain", parents=parents, help="explain a model's decisions on image files",
         description="Explain a model's decision on each image: writes OUT/<stem>_<method>.png (the picture of "
-                    "one method), or OUT/<stem>_grid.png for --method all (input and all six methods).",
+                    "one method), or OUT/<stem>_grid.png for several (input and one picture per method).",
     )
     ex.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
     ex.add_argument("--method", default="gradcam", metavar="NAME",
-                    help="saliency, smoothgrad, deconvnet, guided_backprop, gradcam, guided_gradcam, or 'all' "
-                         "(default: gradcam)")
+                    help="a method (gradsight.METHODS), a comma-separated list, or a group: 'all' (the six classic "
+                         "methods), 'cams', 'gradients', 'every' (default: gradcam)")
     ex.add_argument("--target", default="top1", metavar="top1|INT|detection",
                     help="class to explain: each image's top-1 prediction (default) or a class index; "
                          "'detection' for YOLO-style detectors: one picture per detected box")
@@ -78,14 +78,14 @@ def run(args: argparse.Namespace) -> None:
     from ..backends import backend_for
     from ..demo.runner import TITLES, explain_methods, method_row, picture
     from ..errors import SaturationWarning
-    from ..methods import METHODS, get_method
+    from ..methods import METHODS, method_names
     from ._inputs import plan_inputs
 
     if args.target == "detection" or args.model == "demo-detector":
         from .explain_boxes import explain_boxes
 
         return explain_boxes(args)
-    methods = list(METHODS) if args.method == "all" else [get_method(args.method).name]
+    methods = method_names(args.method)
     target = _parse_target(args.target)
     _images.check_size(args.size)
     if args.batch_size < 1:
@@ -109,7 +109,7 @@ def run(args: argparse.Namespace) -> None:
         if uses_layer:
             backend_for(model).resolve_layer(model, layer)  # an unknown name fails before any work
         else:
-            warn(f"--layer is used only by gradcam and guided_gradcam; ignored for {methods[0]}")
+            warn(f"--layer is used only by gradcam and the other CAM methods; ignored for {methods[0]}")
     sg = {k: v for k, v in (("samples", args.samples), ("noise", args.noise)) if v is not None}
     key = args.output
     pick = {} if key is None else {"output": int(key) if key.lstrip("-").isdigit() else key}
@@ -141,7 +141,7 @@ def run(args: argparse.Namespace) -> None:
                                   "output; --layer NAME to choose, 'gradsight layers' lists them)")
             plan.flush_notes()
             for i, name in enumerate(names[start:start + len(chunk)]):
-                if args.method == "all":
+                if len(methods) > 1:
                     row = method_row(exps, i, shown[i], args.cmap, args.alpha)
                     grid = _io.labelled_grid(args, exps, i, row, titles, info.class_name)  # unless --plain
                     written = [render.save_png(grid, out / f"{name}_grid.png")]

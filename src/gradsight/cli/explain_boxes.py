@@ -4,7 +4,7 @@ For each image the detector runs once; its boxes go through a plain per-class NM
 (outside the gradient path); each kept box is explained with a
 :class:`~gradsight.targets.Detection` target restricted to it, and drawn on the
 method's picture. Files: ``OUT/<stem>_box<j>_<method>.png`` (``<stem>_box<j>_grid.png``
-for ``--method all``).
+for several methods).
 
 ``--model demo-detector`` is the bundled tiny YOLO (``--framework keras`` for its Keras
 twin); any other model needs ``model.detection_config`` (a
@@ -55,9 +55,9 @@ def explain_boxes(args: argparse.Namespace) -> None:
     from ..demo.runner import TITLES, picture
     from ..detect import explain_detections
     from ..inputs import preprocess
-    from ..methods import METHODS, get_method
+    from ..methods import METHODS, method_names
 
-    methods = list(METHODS) if args.method == "all" else [get_method(args.method).name]
+    methods = method_names(args.method)
     if args.target not in ("detection", "top1"):
         raise InputError(f"a detector explains its detected boxes: use --target detection (got {args.target!r}).")
     if not 0.0 < args.conf <= 1.0 or not 0.0 < args.nms <= 1.0:
@@ -102,7 +102,7 @@ def explain_boxes(args: argparse.Namespace) -> None:
             colour = BOX_COLOURS[int(cls) % len(BOX_COLOURS)]
             tiles = [draw_box(picture(r.explanation, j, shown, args.cmap, args.alpha), box, draw / size, label, colour)
                      for r in results.values()]
-            if args.method == "all":
+            if len(methods) > 1:
                 first = draw_box(Image.fromarray(shown), box, draw / size, label, colour)
                 titles = [TITLES["input"]] + [TITLES[m] for m in methods]
                 grid = _io.labelled_box_grid(args, [first] + tiles, titles, [r.explanation for r in results.values()],

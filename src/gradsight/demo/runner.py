@@ -51,13 +51,21 @@ TITLES = {
     "guided_backprop": "guided backprop",
     "gradcam": "Grad-CAM",
     "guided_gradcam": "guided Grad-CAM",
+    "gradcam_plus_plus": "Grad-CAM++",
+    "xgradcam": "XGrad-CAM",
+    "layercam": "Layer-CAM",
+    "hirescam": "HiResCAM",
+    "eigencam": "Eigen-CAM",
+    "scorecam": "Score-CAM",
+    "integrated_gradients": "Integrated Gradients",
+    "input_x_gradient": "input x gradient",
 }
 """Column titles of the grids, by method name."""
 
 GRADIENT_IMAGE_METHODS = ("deconvnet", "guided_backprop", "guided_gradcam")
 """Methods drawn as an RGB gradient image rather than a heat-map overlay."""
 
-SPARSE_HEAT_METHODS = ("saliency", "smoothgrad")
+SPARSE_HEAT_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "input_x_gradient")
 """Methods whose heat map is drawn with a weight that follows the map (see the module docstring)."""
 
 
@@ -218,13 +226,13 @@ class DemoResult:
 def explain_demo(framework: str = "torch", n: int = 6, seed: int = DEMO_SEED, samples: int = 16) -> DemoResult:
     """Run all six methods on ``n`` demo images with the bundled model of ``framework``."""
     from ..inputs import preprocess
-    from ..methods import METHODS
+    from ..methods import GROUPS
     from .registry import load_bundled
 
     model, info = load_bundled("demo", framework)
     data = demo_images(n, seed)
     x = preprocess(data.images, info.preprocessing, info.layout)
-    exps = explain_methods(model, x, list(METHODS), options={"smoothgrad": {"samples": samples, "seed": 0}})
+    exps = explain_methods(model, x, list(GROUPS["all"]), options={"smoothgrad": {"samples": samples, "seed": 0}})
     first = next(iter(exps.values()))
     logits = first.outputs.astype(np.float64)
     probs = np.exp(logits - logits.max(1, keepdims=True))

@@ -11,6 +11,7 @@ from .. import maps
 from ..backends.base import Backend, Gradients, LayerRef
 from ..errors import ModelError, UnknownOptionError
 from ..targets import Target
+from ._cam import gradient_cam
 from ._common import MethodResult, finish, per_target, spatial_size, warn_zero
 from ._tokens import Tokens, to_grid
 
@@ -31,6 +32,7 @@ def gradcam(
     layer: Any = None,
     call: int = -1,
     gate: str | None = None,
+    guided: bool = False,
     tokens: Tokens | None = None,
     layer_input: bool = False,
     output: Any = None,
@@ -41,9 +43,22 @@ def gradcam(
     ``attributions`` is the map at the layer's resolution, (N, h, w), unnormalised;
     (N, k, h, w) for targets with k scores per sample. Token layers (N, T, C) are laid
     out as grids (``tokens``, see :func:`~gradsight.methods._tokens.to_grid`);
-    ``layer_input=True`` weighs the layer's input instead of its output.
+    ``layer_input=True`` weighs the layer's input instead of its output. ``layer=[...]``:
+    each layer's map resized to the input, min-max normalised, averaged ((N, H, W)).
+    ``guided=True``: guided backprop times the map resized to the input (guided Grad-CAM).
     """
     check_gate(gate)
+    if guided or isinstance(layer, (list, tuple)):
+        if tokens is not None or layer_input:
+            raise UnknownOptionError("gradcam with guided=True or a list of layers takes image layers only; "
+                                     "drop tokens= / layer_input=, or explain one layer without guided.")
+
+        def weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...]) -> Any:
+            G = ops.relu(G) * ops.step(A) if gate == "guided" else G
+            return ops.relu(ops.sum(ops.mean(G, spatial, keepdims=True) * A, axis=ch))
+
+        return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
+                            name="gradcam", weigh=weigh)
     ref = cam_layer(bk, model, layer, layer_input)
     g = bk.gradients(model, x, target, layer=ref, call=call, wrt_input=False, output=output)
     return cam_from(bk, model, x, g, gate, tokens=tokens)

@@ -13,7 +13,7 @@ from ..rules import RULES
 from ..targets import Target
 from ._common import MethodResult, input_channel_axis, input_heatmaps, per_target, spatial_size, warn_zero
 from ._tokens import Tokens
-from .gradcam import cam_from, cam_layer, check_gate
+from .gradcam import cam_from, cam_layer, check_gate, gradcam
 
 
 def guided_gradcam(
@@ -33,7 +33,13 @@ def guided_gradcam(
 
     One forward pass: the gradient at the layer is the plain one (Grad-CAM's), the input
     gradient the guided one; ``extras["cam"]`` is the Grad-CAM map at the layer.
+    ``layer=[...]``: the Grad-CAM maps of the layers resized to the input, min-max
+    normalised and averaged, then multiplied with guided backprop.
     """
+    if isinstance(layer, (list, tuple)):
+        return gradcam(bk, model, x, target, layer=layer, call=call, gate=gate, guided=True, tokens=tokens,
+                       layer_input=layer_input, output=output)
+
     size = spatial_size(bk, model, tuple(bk.ops.shape(x)))
     if size is None or len(bk.ops.shape(x)) != 4:
         raise InputError(

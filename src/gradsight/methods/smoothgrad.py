@@ -13,7 +13,11 @@ from ..rules import RULES
 from ..targets import Target
 from ._common import MethodResult, input_heatmaps, outputs_numpy, warn_zero
 
-BASES = {"saliency": None, "deconvnet": RULES["deconvnet"], "guided_backprop": RULES["guided"]}
+BASES = {
+    "saliency": None, "deconvnet": RULES["deconvnet"], "guided_backprop": RULES["guided"], "input_x_gradient": None,
+    "integrated_gradients": None,
+}
+AGGREGATES = ("mean", "mean_square", "var")
 
 
 def smoothgrad(
@@ -27,18 +31,31 @@ def smoothgrad(
     batch_size: int = 32,
     seed: int | None = None,
     base: str = "saliency",
+    aggregate: str = "mean",
+    base_options: dict[str, Any] | None = None,
     output: Any = None,
 ) -> MethodResult:
-    """Mean of ``base`` over ``samples`` copies x + N(0, sigma^2), sigma = noise * (max x - min x).
+    """``aggregate`` of ``base`` over ``samples`` copies x + N(0, sigma^2), sigma = noise * (max x - min x).
+
+    ``base``: ``saliency``, ``deconvnet``, ``guided_backprop``, ``input_x_gradient`` (the
+    noisy copy times its gradient) or ``integrated_gradients`` (of each noisy copy, with
+    ``base_options`` such as ``steps``, ``rule``, ``baseline``). ``aggregate``: ``"mean"``
+    (SmoothGrad), ``"mean_square"`` (the mean of squares, SmoothGrad^2) or ``"var"``
+    (VarGrad: the population variance, divided by ``samples``).
 
     Copies run in mini-batches of at most ``batch_size`` rows, so peak memory does not
-    grow with ``samples``. The noise for copy ``s`` comes from ``seed`` and ``s`` only
-    (channels-first order), so results do not depend on ``batch_size`` or the framework.
-    What the target chooses from the outputs (top-1 / top-k classes, predicted pixels,
-    detection cells) is chosen once, on the clean input.
+    grow with ``samples``; they keep the input's memory layout (a channels-last torch
+    tensor stays channels-last). The noise for copy ``s`` comes from ``seed`` and ``s``
+    only (numpy's generator, channels-first order), so results do not depend on
+    ``batch_size`` or the framework. What the target chooses from the outputs (top-1 /
+    top-k classes, predicted pixels, detection cells) is chosen once, on the clean input.
     """
     if base not in BASES:
         raise UnknownOptionError(f"base={base!r} is not valid; use one of {sorted(BASES)}.")
+    if aggregate not in AGGREGATES:
+        raise UnknownOptionError(f"aggregate={aggregate!r} is not valid; use one of {list(AGGREGATES)}.")
+    if base_options and base != "integrated_gradients":
+        raise UnknownOptionError(f"base_options are for base='integrated_gradients'; base={base!r} takes none.")
     if not (isinstance(samples, int) and samples >= 1):
         raise UnknownOptionError(f"samples must be a positive int, got {samples!r}.")
     if not (isinstance(batch_size, int) and batch_size >= 1):
@@ -68,9 +85,19 @@ def smoothgrad(
         scaled: np.ndarray = eps * sigma.reshape((n,) + (1,) * (len(shape) - 1))
         return scaled
 
+    acc = _Sums(ops, aggregate)
+    if base == "integrated_gradients":
+        from .integrated_gradients import integrated_gradients
+
+        opts = dict({"batch_size": batch_size}, **(base_options or {}))
+        for s in range(samples):
+            noisy = x + ops.from_numpy(noise_for(s), x)
+            acc.add(0, integrated_gradients(bk, model, noisy, target, output=output, **opts).attributions[None])
+            _progress.report("smoothgrad samples", s + 1, samples)
+        return _result(bk, model, acc, samples, scores, idx, clean_np, base)
+
     per_chunk = max(1, batch_size // n)  # copies of the whole batch per pass
     img_step = min(n, batch_size)
-    totals: list[Any] = [None] * ((n + img_step - 1) // img_step)
     for s0 in range(0, samples, per_chunk):
         k = min(per_chunk, samples - s0)
         eps = np.stack([noise_for(s) for s in range(s0, s0 + k)])  # (k, n, ...)
@@ -81,10 +108,53 @@ def smoothgrad(
             t = target.rows(n0, n1).repeat(k)
             g = bk.gradients(model, rows, t, rule=rule, wrt_input=True, output=output)
             gshape = tuple(ops.shape(g.input_grad))  # (rows, [k targets,] *input)
-            part_sum = ops.sum(ops.reshape(g.input_grad, (k, n1 - n0) + gshape[1:]), axis=0)
-            totals[ci] = part_sum if totals[ci] is None else totals[ci] + part_sum
+            grad = g.input_grad
+            if base == "input_x_gradient":
+                grad = grad * (ops.reshape(rows, (gshape[0], 1) + gshape[2:]) if len(gshape) > len(shape) else rows)
+            acc.add(ci, ops.reshape(grad, (k, n1 - n0) + gshape[1:]))
         _progress.report("smoothgrad samples", s0 + k, samples)  # the CLI's bar for long runs
-    attr = (ops.numpy(ops.concat(totals, axis=0)) / samples).astype(np.float32)
+    return _result(bk, model, acc, samples, scores, idx, clean_np, base)
+
+
+class _Sums:
+    """Running sums over the copies, per image chunk: on the device for the means, float64 for ``var``."""
+
+    def __init__(self, ops: Any, aggregate: str) -> None:
+        self.ops, self.aggregate = ops, aggregate
+        self.first: dict[int, Any] = {}
+        self.second: dict[int, Any] = {}
+
+    def add(self, ci: int, part: Any) -> None:
+        """``part`` (k copies, rows, ...): a tensor, or numpy."""
+        ops = self.ops
+        if self.aggregate == "var" or isinstance(part, np.ndarray):
+            a = (part if isinstance(part, np.ndarray) else ops.numpy(part)).astype(np.float64)
+            self.first[ci] = self.first.get(ci, 0.0) + a.sum(0)
+            self.second[ci] = self.second.get(ci, 0.0) + (a * a).sum(0)
+            return
+        s = ops.sum(part * part if self.aggregate == "mean_square" else part, axis=0)
+        self.first[ci] = s if ci not in self.first else self.first[ci] + s
+
+    def result(self, samples: int) -> np.ndarray:
+        def join(d: dict[int, Any]) -> np.ndarray:
+            parts = [d[i] for i in sorted(d)]
+            if isinstance(parts[0], np.ndarray):
+                return np.concatenate(parts, axis=0)
+            return np.asarray(self.ops.numpy(self.ops.concat(parts, axis=0)), dtype=np.float64)
+
+        if self.aggregate == "mean" or not self.second:
+            return join(self.first) / samples
+        mean, square = join(self.first) / samples, join(self.second) / samples
+        if self.aggregate == "mean_square":
+            return square
+        return np.maximum(square - mean * mean, 0.0)
+
+
+def _result(
+    bk: Backend, model: Any, acc: _Sums, samples: int, scores: Any, idx: Any, clean_np: Any, base: str
+) -> MethodResult:
+    ops = bk.ops
+    attr = acc.result(samples).astype(np.float32)
     scores_np = ops.numpy(scores).astype(np.float32)
     multi = scores_np.ndim == 2
     warn_zero(attr, clean_np, f"smoothgrad({base})", k_axis=multi)

@@ -18,11 +18,13 @@ from . import inspect as params
 from . import params as sanity
 from .attention import attentions
 from .capture import PATCHING, capture_layer, find_layer, named_layers, wrap_call
+from .compiled import forward as compiled_forward
+from .compiled import forward_with_activation as compiled_forward_with_activation
 from .models import final_softmax, input_info, require_final_softmax
 from .ops import KerasOps
 from .primitives import training_flag
 from .rules import apply_rule
-from .trace import Key, compute, forward, run, to_gradients
+from .trace import Key, compute, run, to_gradients
 
 if TYPE_CHECKING:
     from ...targets import Target
@@ -138,7 +140,13 @@ class KerasBackend(Backend):
         return to_gradients(model, out, meta)
 
     def forward(self, model: keras.Model, x: tf.Tensor, output: int | str | None = None) -> tf.Tensor:
-        return forward(model, x, output, self.settings)
+        return compiled_forward(model, x, output, self.settings)  # traced when repeated
+
+    def forward_with_activation(
+        self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1, output: int | str | None = None
+    ) -> tuple[Any, tf.Tensor, str]:
+        ref = self.resolve_layer(model, layer)
+        return compiled_forward_with_activation(model, x, ref, call, output, self.settings)
 
     def activations(self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1) -> tuple[tf.Tensor, str]:
         with PATCHING, capture_layer(model, self.resolve_layer(model, layer)) as cap:

@@ -77,6 +77,19 @@ class KerasOps(Ops):
     def concat(self, ts: list[tf.Tensor], axis: int = 0) -> tf.Tensor:
         return ts[0] if len(ts) == 1 else tf.concat(ts, axis=axis)
 
+    def min(self, t: tf.Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> tf.Tensor:
+        return tf.reduce_min(t, axis=axis, keepdims=keepdims)
+
+    def max(self, t: tf.Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> tf.Tensor:
+        return tf.reduce_max(t, axis=axis, keepdims=keepdims)
+
+    def safe_div(self, a: tf.Tensor, b: tf.Tensor) -> tf.Tensor:
+        return tf.math.divide_no_nan(a, b)
+
+    def resize(self, maps: tf.Tensor, size: tuple[int, int]) -> tf.Tensor:
+        # half-pixel centres, no antialiasing: PyTorch's bilinear with align_corners=False
+        return tf.image.resize(maps[..., None], tuple(size), method="bilinear")[..., 0]
+
 
 class FedClassOps(KerasOps):
     """Ops for tracing a class target: the class ids come from a function argument.

@@ -239,16 +239,23 @@ class TorchBackend(Backend):
             return check_tensors(select_output(self.settings.call(model, x), output), self.ops.is_tensor)
 
     def activations(self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1) -> tuple[torch.Tensor, str]:
+        _, activation, name = self.forward_with_activation(model, x, layer, call)
+        return activation, name
+
+    def forward_with_activation(
+        self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1, output: int | str | None = None
+    ) -> tuple[Any, torch.Tensor, str]:
         prims = TorchPrimitives(self.ops, self.settings)
         with torch.no_grad():
             try:
                 with prims.capture(model, self.resolve_layer(model, layer)) as cap:
-                    prims.forward(model, x)
-                return cap.get(call)
+                    raw = prims.forward(model, x)
+                activation, name = cap.get(call)
             except LayerChanged as changed:  # an in-place op after the automatic layer: copy that one
                 with prims.capture(model, changed.layer) as cap:
-                    prims.forward(model, x)
-                return cap.get(call)
+                    raw = prims.forward(model, x)
+                activation, name = cap.get(call)
+        return check_tensors(select_output(raw, output), self.ops.is_tensor), activation, name
 
     def rule_scope(self, model: torch.nn.Module, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
         return apply_rule(model, rule)

@@ -52,10 +52,17 @@ class TorchOps(Ops):
         return (t > 0).to(t.dtype)
 
     def from_numpy(self, a: np.ndarray, like: torch.Tensor) -> torch.Tensor:
-        return torch.as_tensor(a, device=like.device, dtype=like.dtype)
+        t = torch.as_tensor(a, device=like.device, dtype=like.dtype)
+        # new batches keep a channels-last input's memory layout (mixing layouts is slow)
+        return t.contiguous(memory_format=torch.channels_last) if a.ndim == 4 and _channels_last(like) else t
 
     def tile_batch(self, t: torch.Tensor, k: int) -> torch.Tensor:
-        return t.repeat(k, *([1] * (t.dim() - 1)))
+        if not _channels_last(t):
+            return t.repeat(k, *([1] * (t.dim() - 1)))
+        out = torch.empty((k * t.shape[0],) + tuple(t.shape[1:]), dtype=t.dtype, device=t.device,
+                          memory_format=torch.channels_last)  # repeat() would return NCHW
+        out.view((k,) + tuple(t.shape)).copy_(t)
+        return out
 
     def reshape(self, t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         return t.reshape(shape)
@@ -71,3 +78,21 @@ class TorchOps(Ops):
 
     def take_along(self, t: torch.Tensor, idx: torch.Tensor) -> torch.Tensor:
         return t.gather(1, idx)
+
+    def min(self, t: torch.Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> torch.Tensor:
+        return t.amin(dim=axis, keepdim=keepdims)
+
+    def max(self, t: torch.Tensor, axis: int | tuple[int, ...], keepdims: bool = False) -> torch.Tensor:
+        return t.amax(dim=axis, keepdim=keepdims)
+
+    def safe_div(self, a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
+        return torch.where(b != 0, a / torch.where(b != 0, b, torch.ones_like(b)), torch.zeros_like(b))
+
+    def resize(self, maps: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
+        out = torch.nn.functional.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)
+        return out[:, 0]
+
+
+def _channels_last(t: torch.Tensor) -> bool:
+    """True for a 4-D tensor stored NHWC (``memory_format=torch.channels_last``) and not NCHW."""
+    return t.dim() == 4 and not t.is_contiguous() and t.is_contiguous(memory_format=torch.channels_last)

@@ -1,0 +1,157 @@
+"""What the CAM family shares: the layer's tensors, several layers at once, the guided variant.
+
+A CAM method supplies one function, ``one(ref, with_input)``, that explains one layer and
+returns a :class:`LayerMap`; :func:`run_cam` does the rest the same way for every method:
+
+- ``layer=[a, b, ...]``: each layer's map is resized to the input (bilinear,
+  ``align_corners=False``), min-max normalised per sample, and the maps are averaged;
+- ``guided=True``: guided backpropagation times the map resized to the input (the map is
+  the unnormalised one for a single layer, as guided Grad-CAM; the averaged one for a list).
+
+Gradient CAMs (:func:`gradient_cam`) differ only in how they weigh ``A`` (the layer's
+activation) by ``G`` (the gradient of the score at it): a function ``weigh(ops, A, G, ch,
+spatial)`` written with ``bk.ops``.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any
+
+import numpy as np
+
+from .. import maps
+from ..backends.base import Backend, Gradients
+from ..errors import InputError, ModelError, UnknownOptionError
+from ..rules import RULES
+from ..targets import Target
+from ._common import (
+    MethodResult,
+    finish,
+    input_channel_axis,
+    input_heatmaps,
+    per_target,
+    spatial_size,
+    warn_zero,
+)
+from ._tokens import to_grid
+
+__all__ = ["LayerMap", "canonical_activation", "check_4d", "gradient_cam", "layer_tensors", "run_cam"]
+
+Weigh = Callable[[Any, Any, Any, int, tuple[int, ...]], Any]
+
+
+@dataclass
+class LayerMap:
+    """One layer's map: ``cam`` (N, h, w) or (N, k, h, w), float32, and what the pass saw."""
+
+    cam: np.ndarray
+    targets: np.ndarray | None
+    scores: np.ndarray
+    outputs: Any
+    layer: str | None
+    input_grad: np.ndarray | None = None  # guided backprop from the same pass, when asked
+
+
+def check_4d(shape: tuple[int, ...], layer: str | None, method: str) -> None:
+    if len(shape) != 4:
+        raise ModelError(
+            f"{method} needs a layer with a 4-D output (N, C, H, W); layer {layer!r} gives {tuple(shape)}. "
+            "Pick a convolutional layer (`gradsight layers --model ...` lists them)."
+        )
+
+
+def layer_tensors(
+    bk: Backend, model: Any, x: Any, g: Gradients
+) -> tuple[Any, Any, int, tuple[int, ...], bool]:
+    """``(A, G, channel axis, spatial axes, multi)`` of a layer's gradients, ready to broadcast.
+
+    Token layers (N, T, C) become grids (N, h, w, C) through :func:`._tokens.to_grid`, as in
+    Grad-CAM. With k targets per sample ``G`` is (N, k, ...) and ``A`` gains a size-1 k axis.
+    """
+    ops = bk.ops
+    A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer)
+    shape = tuple(ops.shape(A))
+    spatial = tuple(a for a in (1, 2, 3) if a != ch)
+    multi = len(ops.shape(G)) == 5
+    if multi:
+        A = ops.reshape(A, (shape[0], 1) + shape[1:])
+        ch, spatial = ch + 1, tuple(a + 1 for a in spatial)
+    return A, G, ch, spatial, multi
+
+
+def canonical_activation(bk: Backend, A: Any) -> np.ndarray:
+    """A 4-D layer output as numpy (N, C, h, w), whatever the framework's layout."""
+    a = bk.ops.numpy(A)
+    return np.moveaxis(a, bk.activation_channel_axis() % 4, 1) if a.ndim == 4 else a
+
+
+def gradient_cam(
+    bk: Backend, model: Any, x: Any, target: Target, *, layer: Any, call: int, output: Any, guided: bool,
+    name: str, weigh: Weigh,
+) -> MethodResult:
+    """A CAM computed from one forward and one backward to the layer, per layer."""
+
+    def one(ref: Any, with_input: bool) -> LayerMap:
+        g = bk.gradients(
+            model, x, target, rule=RULES["guided"] if with_input else None, layer=ref, call=call,
+            wrt_input=with_input, output=output, layer_rule=RULES["plain"] if with_input else None,
+        )
+        A, G, ch, spatial, multi = layer_tensors(bk, model, x, g)
+        cam = bk.ops.numpy(weigh(bk.ops, A, G, ch, spatial)).astype(np.float32)
+        targets, scores, outputs = finish(bk, g)
+        warn_zero(bk.ops.numpy(g.layer_grad), outputs, f"{name} at {g.layer!r}", k_axis=multi)
+        gb = bk.ops.numpy(g.input_grad).astype(np.float32) if with_input else None
+        return LayerMap(cam, targets, scores, outputs, g.layer, gb)
+
+    return run_cam(bk, model, x, target, layer=layer, output=output, guided=guided, name=name, one=one)
+
+
+def run_cam(
+    bk: Backend, model: Any, x: Any, target: Target, *, layer: Any, output: Any, guided: bool, name: str,
+    one: Callable[[Any, bool], LayerMap],
+) -> MethodResult:
+    """Run ``one`` on each layer of ``layer`` (one, or a list) and assemble the result."""
+    several = isinstance(layer, (list, tuple))
+    layers = list(layer) if several else [layer]
+    if not layers:
+        raise UnknownOptionError(f"{name}: layer=[] names no layer; pass a layer name, a list of them, or None.")
+    if not isinstance(guided, bool):
+        raise UnknownOptionError(f"guided must be True or False, got {guided!r}.")
+    shape = tuple(bk.ops.shape(x))
+    size = spatial_size(bk, model, shape)
+    if (guided or several) and (size is None or len(shape) != 4):
+        raise InputError(f"{name} with guided=True or a list of layers needs image batches (N, C, H, W) or (N, H, W, C).")
+    refs = [bk.resolve_layer(model, "auto" if lay is None else lay) for lay in layers]  # all checked before any pass
+    layer_maps = [one(ref, guided and i == 0) for i, ref in enumerate(refs)]
+    first = layer_maps[0]
+    multi = first.scores.ndim == 2
+
+    def up(c: np.ndarray) -> np.ndarray:
+        out: np.ndarray = per_target(lambda m: maps.resize(m, size) if size else m, c, multi)
+        return out
+
+    extras: dict[str, Any] = {}
+    if several:
+        attr = np.mean([per_target(maps.normalize, up(m.cam), multi) for m in layer_maps], axis=0).astype(np.float32)
+        heat = per_target(maps.normalize, attr, multi)
+        extras["layers"] = [m.layer for m in layer_maps]
+        extras["maps"] = [m.cam for m in layer_maps]
+        resized = attr
+    else:
+        attr = first.cam
+        resized = up(attr)
+        heat = per_target(maps.normalize, resized, multi)
+    layer_name = ",".join(str(m.layer) for m in layer_maps) if several else first.layer
+    if guided:
+        gb = first.input_grad
+        if gb is None:  # methods without a backward pass of their own take one for the guided part
+            g = bk.gradients(model, x, target, rule=RULES["guided"], wrt_input=True, output=output)
+            gb = bk.ops.numpy(g.input_grad).astype(np.float32)
+        warn_zero(gb, first.outputs, "guided_backprop", k_axis=multi)
+        axis = input_channel_axis(bk, model)
+        extras["cam"] = attr
+        attr = (gb * np.expand_dims(resized, axis + 1 if multi and axis > 0 else axis)).astype(np.float32)
+        heat = input_heatmaps(bk, model, attr, k_axis=multi)
+    return MethodResult(attr, heat, first.targets, first.scores, first.outputs, layer=layer_name, extras=extras)

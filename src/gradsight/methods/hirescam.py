@@ -1,0 +1,33 @@
+"""HiResCAM (Draelos & Carin 2020): the gradient times the activation, no pooling."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from ..backends.base import Backend
+from ..targets import Target
+from ._cam import gradient_cam
+from ._common import MethodResult
+
+
+def weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...]) -> Any:
+    return ops.relu(ops.sum(G * A, axis=ch))
+
+
+def hirescam(
+    bk: Backend,
+    model: Any,
+    x: Any,
+    target: Target,
+    *,
+    layer: Any = None,
+    call: int = -1,
+    guided: bool = False,
+    output: Any = None,
+) -> MethodResult:
+    """ReLU(sum_k g_k * A_k), element-wise (no spatial pooling of g), g = dy/dA at ``layer``.
+
+    Shapes, ``layer=[...]`` and ``guided=True`` as :func:`~gradsight.methods.gradcam_plus_plus`.
+    """
+    return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
+                        name="hirescam", weigh=weigh)
