@@ -27,7 +27,7 @@ def _tiles(path: Path, k: int) -> list[np.ndarray]:
 
 
 def test_comma_list_writes_one_grid_with_a_tile_per_method(png: Path, tmp_path: Path) -> None:
-    assert main(["explain", str(png), "--model", "demo", "--method", "layercam,integrated_gradients,eigencam",
+    assert main(["explain", str(png), "--model", "demo", "--method", "layercam,integrated_gradients,eigencam", "--plain",
                  "--out", str(tmp_path)]) == 0
     assert [p.name for p in tmp_path.iterdir()] == ["shape_grid.png"]
     with Image.open(tmp_path / "shape_grid.png") as im:
@@ -38,7 +38,7 @@ def test_comma_list_writes_one_grid_with_a_tile_per_method(png: Path, tmp_path: 
 
 
 def test_cams_group_and_single_new_method(png: Path, tmp_path: Path, capsys: pytest.CaptureFixture[str]) -> None:
-    assert main(["explain", str(png), "--model", "demo", "--method", "cams", "--out", str(tmp_path / "c")]) == 0
+    assert main(["explain", str(png), "--model", "demo", "--method", "cams", "--plain", "--out", str(tmp_path / "c")]) == 0
     with Image.open(tmp_path / "c" / "shape_grid.png") as im:
         assert 8 * 128 < im.size[0] < 8 * 140  # input + seven CAMs
     assert main(["explain", str(png), "--model", "demo", "--method", "scorecam", "--out", str(tmp_path / "s")]) == 0

@@ -239,11 +239,13 @@ class TorchBackend(Backend):
             return check_tensors(select_output(self.settings.call(model, x), output), self.ops.is_tensor)
 
     def activations(self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1) -> tuple[torch.Tensor, str]:
-        _, activation, name = self.forward_with_activation(model, x, layer, call)
+        # no output selection: a layer of a several-output model (a detector) has activations too
+        _, activation, name = self.forward_with_activation(model, x, layer, call, select=False)
         return activation, name
 
     def forward_with_activation(
-        self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1, output: int | str | None = None
+        self, model: torch.nn.Module, x: torch.Tensor, layer: Any, call: int = -1, output: int | str | None = None,
+        select: bool = True,
     ) -> tuple[Any, torch.Tensor, str]:
         prims = TorchPrimitives(self.ops, self.settings)
         with torch.no_grad():
@@ -255,6 +257,8 @@ class TorchBackend(Backend):
                 with prims.capture(model, changed.layer) as cap:
                     raw = prims.forward(model, x)
                 activation, name = cap.get(call)
+        if not select:
+            return raw, activation, name
         return check_tensors(select_output(raw, output), self.ops.is_tensor), activation, name
 
     def rule_scope(self, model: torch.nn.Module, rule: Rule | RuleSwitch) -> AbstractContextManager[RuleReport]:
