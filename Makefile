@@ -19,7 +19,7 @@ $(STAMP): requirements-dev.txt requirements-nodeps.txt pyproject.toml
 	touch $(STAMP)
 
 demo: $(STAMP)
-	$(BIN)/gradsight demo --out demo-output
+	$(BIN)/gradsight demo --out demo-output --overwrite  # demo-output/ is make's own folder: a rerun replaces it
 
 # Lint, types and the import layers (rule sets in pyproject.toml); `make test` runs it first.
 check: $(STAMP)
