@@ -97,9 +97,17 @@ def _per_sample(xt: Any) -> dict[str, np.ndarray]:
     """Per-sample finite / NaN / constant flags of a framework tensor, reduced where it lives (no copy of x)."""
     torch = sys.modules.get("torch")
     if torch is not None and isinstance(xt, torch.Tensor):
+        # Two reductions, no full-size temporaries: amax/amin propagate NaN, so a row is finite
+        # exactly when both are; the exact NaN / inf flags are computed only when one is not.
         flat = xt.detach().reshape(len(xt), -1)
-        rows = {"finite": torch.isfinite(flat).all(1), "nan": torch.isnan(flat).any(1), "inf": torch.isinf(flat).any(1),
-                "constant": flat.amax(1) == flat.amin(1)}
+        hi, lo = flat.amax(1), flat.amin(1)
+        finite = torch.isfinite(hi) & torch.isfinite(lo)
+        if bool(finite.all()):
+            none = torch.zeros_like(finite)
+            rows = {"finite": finite, "nan": none, "inf": none, "constant": hi == lo}
+        else:
+            rows = {"finite": finite, "nan": torch.isnan(flat).any(1), "inf": torch.isinf(flat).any(1),
+                    "constant": hi == lo}
         return {k: v.cpu().numpy() for k, v in rows.items()}
     tf = sys.modules.get("tensorflow")
     if tf is not None and tf.is_tensor(xt):
