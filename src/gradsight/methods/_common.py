@@ -10,9 +10,9 @@ import numpy as np
 from .. import maps
 from .. import targets as targets_module
 from ..backends.base import Backend, Gradients
-from ..errors import ZeroGradientWarning, warn
+from ..errors import UnknownOptionError, ZeroGradientWarning, warn
 
-__all__ = ["MethodResult", "input_heatmaps", "spatial_size", "warn_zero", "finish", "outputs_numpy", "per_target"]
+__all__ = ["MethodResult", "positive_int", "pinned_target", "input_heatmaps", "spatial_size", "warn_zero", "finish", "outputs_numpy", "per_target"]
 
 
 @dataclass
@@ -104,3 +104,21 @@ def finish(bk: Backend, g: Gradients) -> tuple[np.ndarray | None, np.ndarray, An
     ops = bk.ops
     targets = None if g.targets is None else ops.numpy(g.targets).astype(np.int64)
     return targets, ops.numpy(g.scores).astype(np.float32), outputs_numpy(bk, g.outputs)
+
+
+def positive_int(name: str, value: Any) -> None:
+    """:class:`UnknownOptionError` unless ``value`` is an int >= 1 (``samples``, ``steps``, ``batch_size``)."""
+    if not (isinstance(value, int) and value >= 1):
+        raise UnknownOptionError(f"{name} must be a positive int, got {value!r}.")
+
+
+def pinned_target(bk: Backend, outputs: Any, target: Any) -> tuple[Any, Any, Any, Any]:
+    """``(scores, idx, outputs as numpy, target pinned to the clean classes)`` for the clean ``outputs``.
+
+    Methods that run the model on new batches (noisy copies, path points, masked inputs)
+    explain the classes chosen on the clean input, whatever the new batches predict.
+    """
+    ops = bk.ops
+    scores, idx = target.scores(outputs, ops)
+    clean = outputs_numpy(bk, outputs)
+    return scores, idx, clean, target.fixed(clean, ops, None if idx is None else ops.numpy(idx))

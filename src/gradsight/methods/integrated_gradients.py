@@ -9,7 +9,7 @@ import numpy as np
 from ..backends.base import Backend
 from ..errors import InputError, UnknownOptionError
 from ..targets import Target
-from ._common import MethodResult, input_heatmaps, outputs_numpy, warn_zero
+from ._common import MethodResult, input_heatmaps, pinned_target, positive_int, warn_zero
 
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 BASELINES = ("blur", "uniform")
@@ -118,16 +118,12 @@ def integrated_gradients(
     targets); ``extras["delta"]`` (N,) or (N, k): sum of attributions - (y(x) - y(x')),
     the completeness error.
     """
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise UnknownOptionError(f"batch_size must be a positive int, got {batch_size!r}.")
+    positive_int("batch_size", batch_size)
     alphas, weights = quadrature(rule, steps)
     ops = bk.ops
     shape = tuple(ops.shape(x))
     n = shape[0]
-    clean = bk.forward(model, x, output)
-    scores, idx = target.scores(clean, ops)
-    clean_np = outputs_numpy(bk, clean)
-    target = target.fixed(clean_np, ops, None if idx is None else ops.numpy(idx))
+    scores, idx, clean_np, target = pinned_target(bk, bk.forward(model, x, output), target)
     base_np = baseline_array(bk, model, x, baseline, seed)
     base = ops.from_numpy(base_np, x)
     diff = x - base

@@ -7,10 +7,10 @@ from typing import Any
 import numpy as np
 
 from ..backends.base import Backend
-from ..errors import InputError, UnknownOptionError
+from ..errors import InputError
 from ..targets import Target
 from ._cam import LayerMap, canonical_activation, check_4d, run_cam
-from ._common import MethodResult, outputs_numpy, spatial_size
+from ._common import MethodResult, pinned_target, positive_int, spatial_size
 
 
 def channel_scores(
@@ -75,8 +75,7 @@ def scorecam(
     resized to the input, min-max normalised, averaged. ``guided=True``: guided backprop
     times the map resized to the input.
     """
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise UnknownOptionError(f"batch_size must be a positive int, got {batch_size!r}.")
+    positive_int("batch_size", batch_size)
     ops = bk.ops
     if len(ops.shape(x)) != 4:
         raise InputError("scorecam needs image batches (N, C, H, W) or (N, H, W, C) to mask.")
@@ -84,9 +83,7 @@ def scorecam(
     def one(ref: Any, with_input: bool) -> LayerMap:
         outputs, A, name = bk.forward_with_activation(model, x, ref, call, output)
         check_4d(tuple(ops.shape(A)), name, "scorecam")
-        clean_scores, idx = target.scores(outputs, ops)
-        clean = outputs_numpy(bk, outputs)
-        fixed = target.fixed(clean, ops, None if idx is None else ops.numpy(idx))
+        clean_scores, idx, clean, fixed = pinned_target(bk, outputs, target)
         a = canonical_activation(bk, A).astype(np.float32)
         s = channel_scores(bk, model, x, a, fixed, output, batch_size)  # (C, N[, k])
         e = np.exp(s - s.max(axis=0, keepdims=True))

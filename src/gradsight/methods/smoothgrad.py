@@ -11,7 +11,7 @@ from ..backends.base import Backend
 from ..errors import UnknownOptionError
 from ..rules import RULES
 from ..targets import Target
-from ._common import MethodResult, input_heatmaps, outputs_numpy, warn_zero
+from ._common import MethodResult, input_heatmaps, pinned_target, positive_int, warn_zero
 
 BASES = {
     "saliency": None, "deconvnet": RULES["deconvnet"], "guided_backprop": RULES["guided"], "input_x_gradient": None,
@@ -56,21 +56,16 @@ def smoothgrad(
         raise UnknownOptionError(f"aggregate={aggregate!r} is not valid; use one of {list(AGGREGATES)}.")
     if base_options and base != "integrated_gradients":
         raise UnknownOptionError(f"base_options are for base='integrated_gradients'; base={base!r} takes none.")
-    if not (isinstance(samples, int) and samples >= 1):
-        raise UnknownOptionError(f"samples must be a positive int, got {samples!r}.")
-    if not (isinstance(batch_size, int) and batch_size >= 1):
-        raise UnknownOptionError(f"batch_size must be a positive int, got {batch_size!r}.")
+    positive_int("samples", samples)
+    positive_int("batch_size", batch_size)
     if not noise >= 0:
         raise UnknownOptionError(f"noise must be >= 0 (a fraction of each input's value range), got {noise!r}.")
     ops, rule = bk.ops, BASES[base]
     shape = tuple(ops.shape(x))
     n = shape[0]
 
-    clean = bk.forward(model, x, output)
-    scores, idx = target.scores(clean, ops)
-    clean_np = outputs_numpy(bk, clean)
     # The clean input's classes (pixels, cells) for every copy.
-    target = target.fixed(clean_np, ops, None if idx is None else ops.numpy(idx))
+    scores, idx, clean_np, target = pinned_target(bk, bk.forward(model, x, output), target)
 
     xn = ops.numpy(x).reshape(n, -1)
     sigma = (noise * (xn.max(1) - xn.min(1))).astype(np.float32)
