@@ -346,7 +346,9 @@ def backward_rule(model: Any, rule: str | Rule) -> Iterator[Any]:
     own gradient code (``torch.autograd.grad``, ``loss.backward()``,
     ``tf.GradientTape``) inside the block sees the rule. On exit the model is as
     before; if the block ran a forward pass that overrode no activation,
-    :class:`~gradsight.errors.RuleNotAppliedError` is raised.
+    :class:`~gradsight.errors.RuleNotAppliedError` is raised. gradsight methods called in
+    the block take its rule, except those with a rule of their own (guided backprop,
+    deconvnet, guided Grad-CAM): the innermost rule wins.
 
     Example
     -------

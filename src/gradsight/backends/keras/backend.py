@@ -23,7 +23,7 @@ from .compiled import forward_with_activation as compiled_forward_with_activatio
 from .models import final_softmax, input_info, require_final_softmax
 from .ops import KerasOps
 from .primitives import training_flag
-from .rules import apply_rule
+from .rules import apply_rule, rules_active
 from .trace import Key, compute, run, to_gradients
 
 if TYPE_CHECKING:
@@ -133,7 +133,9 @@ class KerasBackend(Backend):
 
     def compute(self, model: keras.Model, x: tf.Tensor, target: Target, request: Request) -> Gradients:
         key = Key.of(request, self.settings)
-        if self.settings.forward_args or self.settings.forward_kwargs:  # tensors a traced function would freeze
+        if self.settings.forward_args or self.settings.forward_kwargs or rules_active():
+            # eager: tensors a traced function would freeze; a user's rule block, which a
+            # cached trace would either miss or keep after the block
             out, meta = compute(model, key, x, target, self.ops)
         else:
             out, meta = run(model, key, x, target)
