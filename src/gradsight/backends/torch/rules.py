@@ -107,7 +107,7 @@ class _RuleMode(TorchFunctionMode):
     def active(cls) -> list[_RuleMode]:
         if not hasattr(cls._local, "modes"):
             cls._local.modes = []
-        return cls._local.modes  # type: ignore[no-any-return]
+        return cls._local.modes
 
     def __init__(self, report: RuleReport) -> None:
         super().__init__()
