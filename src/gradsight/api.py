@@ -18,8 +18,7 @@ from ._api_docs import doc
 from ._locks import locked
 from .backends import backend_for
 from .explanation import Explanation
-from .methods import get_method
-from .methods import _several
+from .methods import _several, get_method
 from .methods._tokens import Tokens
 from .rules import Rule, get_rule
 from .targets import as_target

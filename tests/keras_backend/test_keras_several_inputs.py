@@ -10,10 +10,11 @@ import pytest
 tf = pytest.importorskip("tensorflow")
 keras = pytest.importorskip("keras")
 
+from test_keras_state import fingerprint  # noqa: E402
+
 import gradsight as gs  # noqa: E402
 from gradsight.errors import InputError  # noqa: E402
 from helpers import assert_rel  # noqa: E402
-from test_keras_state import fingerprint  # noqa: E402
 
 RNG = np.random.default_rng(0)
 IMG = RNG.standard_normal((3, 10, 10, 3)).astype(np.float32)

@@ -37,8 +37,8 @@ from .ops import Ops, Tensor
 
 if TYPE_CHECKING:
     from ..rules import Rule, RuleReport, RuleSwitch
-    from .several import Packing
     from ..targets import Target
+    from .several import Packing
 
 __all__ = [
     "AUTO", "Backend", "Capture", "Captured", "Gradients", "LayerChanged", "LayerRef", "Ops", "Primitives",
