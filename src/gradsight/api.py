@@ -108,14 +108,13 @@ def explain(
     tgt = as_target(_checks.target(target))  # numpy / tensor targets like lists
     output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
+    several = _several.before(model, x, spec.name, options)  # 1-D, empty, meta device; x a tuple: batch sizes
     with locked(model), bk.session(model, eval_mode, logits, *extra) as run:  # one call per model at a time
-        packed = _several.prepare(run, model, x, spec.name, options)  # x a tuple/dict: one (N, D) tensor
-        if packed is None:
-            _checks.before(model, x)  # 1-D, empty, meta device
+        if several:  # packed into one (N, D) tensor that the session's model calls cut apart
+            run, xt = _several.prepare(run, model, x, spec.name, options)
+        else:
             xt = run.prepare_input(model, x)
             _checks.prepared(run, model, xt, spec.name, options)  # NaN/inf, channels, constant images
-        else:
-            run, xt = packed
         result = spec.fn(run, model, xt, tgt, output=output, **options)
         _checks.after(spec.name, result)  # non-finite outputs, 1x1 Grad-CAM layer
         result = _several.split(run, model, result)  # several inputs: one attribution per input
@@ -152,17 +151,15 @@ def predict(
     :func:`explain`, as are ``forward_args`` / ``forward_kwargs``. The model is left exactly as it was.
     """
     bk = backend_for(model)
+    several = _several.before(model, x, allow_empty=True)
     parts: list[np.ndarray] = []
     with locked(model), bk.session(model, eval_mode, logits, tuple(forward_args), forward_kwargs) as run:
-        packed = _several.prepare(run, model, x)  # several inputs: one (N, D) tensor, cut in chunks
-        if packed is not None:
-            run, x = packed
-        else:
-            _checks.before(model, x, allow_empty=True)
+        if several:  # one (N, D) tensor, cut in chunks
+            run, x = _several.prepare(run, model, x)
         n = len(x)
         step = n if not batch_size or batch_size >= n else int(batch_size)
         for start in range(0, max(n, 1), max(step, 1)):
-            xt = x[start : start + step] if packed is not None else run.prepare_input(model, x[start : start + step])
+            xt = x[start : start + step] if several else run.prepare_input(model, x[start : start + step])
             out = run.forward(model, xt, output=output)
             parts.append(np.asarray(bk.ops.numpy(out), dtype=np.float32))
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)

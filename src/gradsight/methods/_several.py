@@ -22,7 +22,7 @@ from ..backends.several import Packing, structure
 from ..errors import InputError
 from ._common import MethodResult, input_heatmaps
 
-__all__ = ["prepare", "split"]
+__all__ = ["before", "prepare", "split"]
 
 _IMAGE_ONLY = {
     "scorecam": "masks the image input with each channel of the layer",
@@ -39,13 +39,15 @@ def _integer(v: Any) -> str | None:
     return name if ("int" in name or "bool" in name) else None
 
 
-def prepare(
-    bk: Backend, model: Any, x: Any, method: str | None = None, options: dict[str, Any] | None = None
-) -> tuple[Backend, Tensor] | None:
-    """``(backend bound to the packing, packed (N, D) input)`` for several inputs; None for one input."""
+def before(
+    model: Any, x: Any, method: str | None = None, options: dict[str, Any] | None = None, allow_empty: bool = False
+) -> bool:
+    """:func:`gradsight._checks.before` on ``x``, or on each of several inputs with the checks of
+    their own (one batch size, float dtypes, a method that takes them); True for several inputs."""
     parts = structure(x)
     if parts is None:
-        return None
+        _checks.before(model, x, allow_empty=allow_empty)
+        return False
     kind, names, values = parts
     if not values:
         raise InputError(f"x is an empty {kind}; pass one input (an array) or several (a tuple of arrays).")
@@ -65,7 +67,7 @@ def prepare(
                 "explained inputs) or forward_kwargs={...}, and put only float inputs in x; pixels in 0..255 "
                 "become floats as the model expects (e.g. x.float() / 255)."
             )
-        _checks.before(model, v)
+        _checks.before(model, v, allow_empty=allow_empty)
     sizes = [int(np.shape(v)[0]) if len(np.shape(v)) else None for v in values]
     if len(set(sizes)) > 1:
         listed = ", ".join(f"{n} has {s}" for n, s in zip(names, sizes))
@@ -73,6 +75,16 @@ def prepare(
             f"the inputs' batch sizes differ: {listed}. Every input needs the same number of samples N, "
             "sample i of each belonging together."
         )
+    return True
+
+
+def prepare(
+    bk: Backend, model: Any, x: Any, method: str | None = None, options: dict[str, Any] | None = None
+) -> tuple[Backend, Tensor]:
+    """``(backend bound to the packing, packed (N, D) input)`` for several inputs that passed :func:`before`."""
+    parts = structure(x)
+    assert parts is not None, "prepare() is for several inputs"
+    kind, names, values = parts
     tensors = bk.prepare_inputs(model, values, names)
     for t in tensors:
         _checks.prepared(bk, model, t, method, options)

@@ -72,6 +72,11 @@ def baseline_array(bk: Backend, model: Any, x: Any, baseline: Any, seed: int | N
         last = len(shape) == 4 and bk.input_layout(model) == "channels_last"
         canon = xn.transpose(0, 3, 1, 2) if last else xn
         if baseline == "blur":
+            if packing is not None:
+                raise InputError(
+                    "baseline='blur' blurs one image; with several inputs pass one baseline per input, e.g. "
+                    "baseline=(blurred_images, 0.0)."
+                )
             if canon.ndim != 4:
                 raise InputError("baseline='blur' needs image batches (N, C, H, W) or (N, H, W, C).")
             out = _blur(canon, BLUR_FRACTION * max(canon.shape[2:]))
