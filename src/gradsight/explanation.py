@@ -51,8 +51,8 @@ class Explanation:
     """
 
     method: str
-    attributions: np.ndarray
-    heatmaps: np.ndarray | None
+    attributions: np.ndarray | tuple[np.ndarray, ...] | list[np.ndarray] | dict[str, np.ndarray]
+    heatmaps: np.ndarray | tuple[np.ndarray | None, ...] | list[np.ndarray | None] | dict[str, np.ndarray | None] | None
     targets: np.ndarray | None
     scores: np.ndarray
     outputs: Any
