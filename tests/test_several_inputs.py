@@ -49,6 +49,18 @@ class Tokens(nn.Module):
         return self.fc(torch.cat([torch.relu(self.conv(img)).mean((2, 3)), self.emb(ids).mean(1)], 1))
 
 
+class RGBAndDepth(nn.Module):
+    """Two images: RGB and a 1-channel depth map (the first convolution takes 3 channels)."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        torch.manual_seed(3)
+        self.rgb, self.depth, self.fc = nn.Conv2d(3, 4, 3, padding=1), nn.Conv2d(1, 2, 3, padding=1), nn.Linear(6, 2)
+
+    def forward(self, rgb: torch.Tensor, depth: torch.Tensor) -> torch.Tensor:
+        return self.fc(torch.cat([torch.relu(self.rgb(rgb)).mean((2, 3)), torch.relu(self.depth(depth)).mean((2, 3))], 1))
+
+
 def grads(model: nn.Module, target: int, img: torch.Tensor = IMG, vec: torch.Tensor = VEC) -> tuple[np.ndarray, ...]:
     a, b = img.clone().requires_grad_(True), vec.clone().requires_grad_(True)
     ga, gb = torch.autograd.grad(model(a, b)[:, target].sum(), [a, b])
@@ -73,6 +85,19 @@ def test_saliency_explains_each_input_as_autograd_does() -> None:
     ixg = gs.input_x_gradient(model, [IMG, VEC], target=2)
     assert isinstance(ixg.attributions, list)
     assert_rel(ixg.attributions[1], ref_vec * VEC.numpy(), 1e-6)
+
+
+def test_two_images_each_get_a_heat_map() -> None:
+    model = RGBAndDepth().eval()
+    depth = torch.rand(3, 1, 6, 6, generator=GEN)  # 1 channel and another size: no RGB check on it
+    exp = gs.saliency(model, (IMG, depth), target=1)
+    a, b = IMG.clone().requires_grad_(True), depth.clone().requires_grad_(True)
+    ga, gb = torch.autograd.grad(model(a, b)[:, 1].sum(), [a, b])
+    assert_rel(exp.attributions[1], gb.numpy(), 1e-6)
+    m = np.abs(gb.numpy())[:, 0]
+    lo, hi = m.min((1, 2), keepdims=True), m.max((1, 2), keepdims=True)
+    assert_rel(exp.heatmaps[1], (m - lo) / (hi - lo), 1e-6)
+    assert exp.heatmaps[0].shape == (3, 10, 10)
 
 
 def test_dict_inputs_are_keyword_arguments() -> None:

@@ -87,7 +87,7 @@ def prepare(
     kind, names, values = parts
     tensors = bk.prepare_inputs(model, values, names)
     for t in tensors:
-        _checks.prepared(bk, model, t, method, options)
+        _checks.prepared(bk, model, t, method, options, channels=False)
     shapes = tuple(tuple(int(s) for s in bk.ops.shape(t)[1:]) for t in tensors)
     packing = Packing(kind, names, shapes, bk.spreads_inputs, bk.ops)
     return bk.with_inputs(packing), packing.pack(tensors)
