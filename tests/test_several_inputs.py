@@ -100,6 +100,17 @@ def test_two_images_each_get_a_heat_map() -> None:
     assert exp.heatmaps[0].shape == (3, 10, 10)
 
 
+def test_top_k_targets_give_a_k_axis_in_every_input() -> None:
+    model = ImageAndVector().eval()
+    exp = gs.saliency(model, (IMG, VEC), target=gs.targets.TopK(2))
+    assert exp.attributions[0].shape == (3, 2, 3, 10, 10) and exp.heatmaps[0].shape == (3, 2, 10, 10)
+    for i in range(3):
+        for j in range(2):
+            ref_img, ref_vec = grads(model, int(exp.targets[i, j]))
+            assert_rel(exp.attributions[0][i, j], ref_img[i], 1e-6)
+            assert_rel(exp.attributions[1][i, j], ref_vec[i], 1e-6)
+
+
 def test_dict_inputs_are_keyword_arguments() -> None:
     model = ImageAndVector().eval()
     exp = gs.saliency(model, {"vec": VEC, "img": IMG}, target=0)

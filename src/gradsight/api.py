@@ -148,7 +148,8 @@ def predict(
     reaching into a backend. ``x`` is in the model's layout, already preprocessed; with
     ``batch_size`` it goes through the model in chunks of that many samples (results are
     concatenated along the batch axis). ``output``, ``eval_mode`` and ``logits`` as in
-    :func:`explain`, as are ``forward_args`` / ``forward_kwargs``. The model is left exactly as it was.
+    :func:`explain`, as are ``forward_args`` / ``forward_kwargs`` and several inputs (``x`` a tuple,
+    list or dict of batches with one N). The model is left exactly as it was.
     """
     bk = backend_for(model)
     several = _several.before(model, x, allow_empty=True)
