@@ -1,7 +1,8 @@
 """Several inputs (``x`` a tuple, list or dict): checked, packed into one tensor, split back.
 
-:func:`prepare` checks every input (float dtype, one batch size for all, the usual
-per-input checks), packs them with :class:`~gradsight.backends.several.Packing` and
+:func:`before` checks every input before the session (float dtype, one batch size for
+all, the usual per-input checks, a method that takes several inputs); :func:`prepare`
+makes each a tensor, packs them with :class:`~gradsight.backends.several.Packing` and
 returns the session's backend bound to that packing; every method then runs unchanged
 on the packed (N, D) tensor. :func:`split` turns the input-space attributions of the
 result back into one array per input, in ``x``'s structure, with a heat map for each
