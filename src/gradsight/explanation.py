@@ -24,9 +24,12 @@ class Explanation:
     attributions:
         float32. Gradient methods and guided Grad-CAM: the input's shape and layout,
         signed, unnormalised. Grad-CAM: the ReLU'd map at the layer's resolution,
-        (N, h, w), unnormalised.
+        (N, h, w), unnormalised. Several inputs (``x`` a tuple, list or dict): gradient
+        methods give one array per input in the same structure; CAM methods one map.
     heatmaps:
         float32 (N, H, W) in [0, 1] at the input resolution (None for non-image inputs).
+        Several inputs, gradient methods: one per input in ``x``'s structure, None for the
+        inputs that are not images; pictures show the first image-shaped input's maps.
     targets:
         int64 (N,) explained classes, or None when the target is not a class.
     scores:
@@ -48,8 +51,8 @@ class Explanation:
     """
 
     method: str
-    attributions: np.ndarray
-    heatmaps: np.ndarray | None
+    attributions: np.ndarray | tuple[np.ndarray, ...] | list[np.ndarray] | dict[str, np.ndarray]
+    heatmaps: np.ndarray | tuple[np.ndarray | None, ...] | list[np.ndarray | None] | dict[str, np.ndarray | None] | None
     targets: np.ndarray | None
     scores: np.ndarray
     outputs: Any
@@ -59,7 +62,7 @@ class Explanation:
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
-        return len(self.attributions)
+        return len(self.scores)
 
     @property
     def k(self) -> int | None:
@@ -69,7 +72,10 @@ class Explanation:
     def __repr__(self) -> str:
         layer = f", layer={self.layer!r}" if self.layer else ""
         targets = "" if self.targets is None else f", targets={self.targets.tolist()}"
-        return f"Explanation(method={self.method!r}, attributions={tuple(self.attributions.shape)}{layer}{targets})"
+        a = self.attributions
+        shapes = {k: tuple(v.shape) for k, v in a.items()} if isinstance(a, dict) else (
+            tuple(tuple(v.shape) for v in a) if isinstance(a, (tuple, list)) else tuple(a.shape))
+        return f"Explanation(method={self.method!r}, attributions={shapes}{layer}{targets})"
 
     @property
     def predictions(self) -> np.ndarray | None:
@@ -77,9 +83,13 @@ class Explanation:
         return self.outputs.argmax(1) if isinstance(self.outputs, np.ndarray) and self.outputs.ndim == 2 else None
 
     def _require_heatmaps(self) -> np.ndarray:
-        if self.heatmaps is None:
+        heat: Any = self.heatmaps
+        if isinstance(heat, (tuple, list, dict)):  # several inputs: the first image-shaped one's maps
+            heat = next((h for h in (heat.values() if isinstance(heat, dict) else heat) if h is not None), None)
+        if heat is None:
             raise ValueError(f"{self.method} explained a non-image input; there are no heat maps to draw.")
-        return self.heatmaps
+        out: np.ndarray = heat
+        return out
 
     def overlay(self, images: Any = None, cmap: str = "jet", alpha: float = 0.5) -> list[Any]:
         """Heat maps coloured with ``cmap`` and blended over ``images``.

@@ -121,7 +121,8 @@ def run_cam(
         raise UnknownOptionError(f"guided must be True or False, got {guided!r}.")
     shape = tuple(bk.ops.shape(x))
     size = spatial_size(bk, model, shape)
-    if (guided or several) and (size is None or len(shape) != 4):
+    packed = bk.settings.inputs is not None  # several inputs: the maps are resized to the first image
+    if (guided or several) and (size is None or (len(shape) != 4 and not packed)):
         raise InputError(f"{name} with guided=True or a list of layers needs image batches (N, C, H, W) or (N, H, W, C).")
     refs = [bk.resolve_layer(model, "auto" if lay is None else lay) for lay in layers]  # all checked before any pass
     layer_maps = [one(ref, guided and i == 0) for i, ref in enumerate(refs)]

@@ -12,7 +12,7 @@ from .. import targets as targets_module
 from ..backends.base import Backend, Gradients
 from ..errors import UnknownOptionError, ZeroGradientWarning, warn
 
-__all__ = ["MethodResult", "positive_int", "pinned_target", "input_heatmaps", "spatial_size", "warn_zero", "finish", "outputs_numpy", "per_target"]
+__all__ = ["MethodResult", "positive_int", "pinned_target", "input_heatmaps", "spatial_size", "warn_zero", "finish", "outputs_numpy", "per_target", "sample_range"]
 
 
 @dataclass
@@ -33,12 +33,29 @@ def input_channel_axis(bk: Backend, model: Any) -> int:
 
 
 def spatial_size(bk: Backend, model: Any, shape: tuple[int, ...]) -> tuple[int, int] | None:
-    """(H, W) of an image batch in the model's layout, or None for non-image inputs."""
+    """(H, W) of an image batch in the model's layout, or None for non-image inputs.
+
+    Several inputs (a packed (N, D) batch): the first image-shaped input's (H, W).
+    """
+    packing = bk.settings.inputs
+    if packing is not None:
+        return packing.image_size(bk.input_layout(model) == "channels_last")
     if len(shape) == 4:
         return (shape[2], shape[3]) if bk.input_layout(model) == "channels_first" else (shape[1], shape[2])
     if len(shape) == 3:
         return (shape[1], shape[2])
     return None
+
+
+def sample_range(bk: Backend, xn: np.ndarray) -> np.ndarray:
+    """Each sample's max - min, shaped to broadcast against ``xn`` (N, ...); several (packed)
+    inputs: each input's own range over its part of the row (SmoothGrad's noise scale)."""
+    packing = bk.settings.inputs
+    if packing is not None and xn.ndim == 2:
+        return packing.ranges(xn)
+    flat = xn.reshape(len(xn), -1)
+    out: np.ndarray = (flat.max(1) - flat.min(1)).reshape((-1,) + (1,) * (xn.ndim - 1))
+    return out
 
 
 def per_target(fn: Any, arr: np.ndarray, k_axis: bool) -> Any:

@@ -11,7 +11,7 @@ from ..backends.base import Backend
 from ..errors import UnknownOptionError
 from ..rules import RULES
 from ..targets import Target
-from ._common import MethodResult, input_heatmaps, pinned_target, positive_int, warn_zero
+from ._common import MethodResult, input_heatmaps, pinned_target, positive_int, sample_range, warn_zero
 
 BASES = {
     "saliency": None, "deconvnet": RULES["deconvnet"], "guided_backprop": RULES["guided"], "input_x_gradient": None,
@@ -47,7 +47,9 @@ def smoothgrad(
     grow with ``samples``; they keep the input's memory layout (a channels-last torch
     tensor stays channels-last). The noise for copy ``s`` comes from ``seed`` and ``s``
     only (numpy's generator, channels-first order), so results do not depend on
-    ``batch_size`` or the framework. What the target chooses from the outputs (top-1 /
+    ``batch_size`` or the framework. Several inputs (``x`` a tuple): every input gets noise,
+    sigma = ``noise`` x that input's own range, drawn over the inputs flattened in order (in
+    the model's layout, so for channels-last images it depends on the framework). What the target chooses from the outputs (top-1 /
     top-k classes, predicted pixels, detection cells) is chosen once, on the clean input.
     """
     if base not in BASES:
@@ -67,8 +69,7 @@ def smoothgrad(
     # The clean input's classes (pixels, cells) for every copy.
     scores, idx, clean_np, target = pinned_target(bk, bk.forward(model, x, output), target)
 
-    xn = ops.numpy(x).reshape(n, -1)
-    sigma = (noise * (xn.max(1) - xn.min(1))).astype(np.float32)
+    sigma = (noise * sample_range(bk, ops.numpy(x))).astype(np.float32)  # (N, 1, ...); several inputs: per input
     channels_last = len(shape) == 4 and bk.input_layout(model) == "channels_last"
     canonical = (n, shape[3], shape[1], shape[2]) if channels_last else shape
     root = int(seed) if seed is not None else int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
@@ -77,7 +78,7 @@ def smoothgrad(
         eps = np.random.default_rng([root, s]).standard_normal(canonical, dtype=np.float32)
         if channels_last:
             eps = eps.transpose(0, 2, 3, 1)
-        scaled: np.ndarray = eps * sigma.reshape((n,) + (1,) * (len(shape) - 1))
+        scaled: np.ndarray = eps * sigma
         return scaled
 
     acc = _Sums(ops, aggregate)
