@@ -23,6 +23,7 @@ import gc
 import importlib.util
 import os
 import platform
+import shlex
 import socket
 import statistics
 import sys
@@ -250,7 +251,7 @@ def main(argv: list[str] | None = None) -> int:
     lines += ["", "Agreement (max |a - b| / max |b|):", ""]
     lines += [f"- {name}: {v:.1e}" for name, v in checks.items()]
     tag = ("-cifar" if cifar else "") + ("-cam-family" if args.cam_family and not cifar else "") + ("-quick" if args.quick else "")
-    lines.insert(2, f"Reproduce: `python benchmarks/bench_keras.py {' '.join(argv if argv is not None else sys.argv[1:])}`")
+    lines.insert(2, f"Reproduce: `python benchmarks/bench_keras.py {shlex.join(argv if argv is not None else sys.argv[1:])}`")
     lines.insert(3, "")
     report = "\n".join(lines) + "\n"
     print(report)
