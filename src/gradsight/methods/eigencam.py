@@ -8,8 +8,9 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..targets import Target
-from ._cam import LayerMap, canonical_activation, check_4d, run_cam
+from ._cam import LayerMap, grid_activation, run_cam
 from ._common import MethodResult, outputs_numpy
+from ._tokens import Tokens
 
 NOTE = "eigencam ignores the target: its map is the layer's first principal component (targets/scores are reported only)"
 
@@ -42,6 +43,7 @@ def eigencam(
     layer: Any = None,
     call: int = -1,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: Any = None,
 ) -> MethodResult:
     """ReLU of the projection of the centred activations (h*w x C) on their first right singular vector.
@@ -57,9 +59,8 @@ def eigencam(
 
     def one(ref: Any, with_input: bool) -> LayerMap:
         outputs, A, name = bk.forward_with_activation(model, x, ref, call, output)
-        check_4d(tuple(ops.shape(A)), name, "eigencam")
         scores, idx = target.scores(outputs, ops)
-        cam = principal_maps(canonical_activation(bk, A))
+        cam = principal_maps(grid_activation(bk, model, x, A, name, tokens))  # token layers as grids
         scores_np = ops.numpy(scores).astype(np.float32)
         if scores_np.ndim == 2:
             cam = np.repeat(cam[:, None], scores_np.shape[1], axis=1)
