@@ -55,8 +55,11 @@ def channels_last_output(model: torch.nn.Module, layer: str | None, shape: tuple
     cls = type(model)
     if cls.__module__.startswith("torchvision.") and "swin" in cls.__module__:
         return True
-    module = dict(model.named_modules()).get(layer) if layer is not None else None
-    if module is None or len(shape) != 4 or shape[1] == shape[3]:
+    if layer is None or len(shape) != 4 or shape[1] == shape[3]:
+        return False
+    try:
+        module = model.get_submodule(layer)
+    except AttributeError:  # not a module path (the input of a layer, say): PyTorch's own layout
         return False
     sizes = _feature_sizes(module)
     return shape[3] in sizes and shape[1] not in sizes
