@@ -104,8 +104,12 @@ def test_cli_explains_with_the_bundled_vit(tmp_path: Path, capsys: pytest.Captur
     out, err = capsys.readouterr()
     assert rc == 0, err
     assert out.startswith(f"{path}: predicted ")
+    assert "automatic" in err and "blocks.3.norm1" in err
     pic = np.asarray(Image.open(tmp_path / "out" / "star_gradcam.png").convert("RGB"))
     assert pic.shape == (128, 128, 3)
+    assert main(["layers", "--model", "demo-vit"]) == 0
+    marked = [line for line in capsys.readouterr().out.splitlines() if "<- auto" in line]
+    assert len(marked) == 1 and marked[0].startswith("blocks.3.norm1 ")
 
 
 def test_keras_demo_vit_says_it_is_pytorch_only():
