@@ -26,16 +26,16 @@ from pathlib import Path
 
 import torch
 from torch import nn
-from train_demo import TEST_SEED, TRAIN_SEED, augment, evaluate, to_tensor  # scripts/ is sys.path[0]
+from train_demo import TEST_SEED, TRAIN_SEED, fit, save_and_report  # scripts/ is sys.path[0]
 
 try:
     from gradsight.demo.model import load_demo_model
-    from gradsight.demo.shapes import CLASSES, generate
+    from gradsight.demo.shapes import generate
     from gradsight.demo.vit import VIT_WEIGHTS_PATH, ShapesViT
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from gradsight.demo.model import load_demo_model
-    from gradsight.demo.shapes import CLASSES, generate
+    from gradsight.demo.shapes import generate
     from gradsight.demo.vit import VIT_WEIGHTS_PATH, ShapesViT
 
 # the demo CNN's first three conv blocks -> the ViT stem's Sequential indices
@@ -86,38 +86,8 @@ def main(argv: list[str] | None = None) -> float:
                              for (stem, decay), ps in groups.items()])
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
                                                 total_steps=args.epochs * steps_per_epoch, pct_start=0.1)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    labels_t = torch.from_numpy(train.labels)
-    for epoch in range(args.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train), generator=gen)
-        total, correct, loss_sum = 0, 0, 0.0
-        for s in range(steps_per_epoch):
-            idx = order[s * args.batch_size : (s + 1) * args.batch_size]
-            x, y = augment(to_tensor(train.images[idx.numpy()]), gen), labels_t[idx]
-            out = model(x)
-            loss = loss_fn(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            nn.utils.clip_grad_norm_(model.parameters(), 1.0)
-            opt.step()
-            sched.step()
-            loss_sum += loss.item() * len(y)
-            correct += int((out.argmax(1) == y).sum())
-            total += len(y)
-        test_acc = float((evaluate(model, test.images, test.labels) == test.labels).mean())
-        print(f"epoch {epoch + 1:2d}/{args.epochs}  loss {loss_sum / total:.4f}  train acc {correct / total:.4f}  "
-              f"test acc {test_acc:.4f}  ({time.perf_counter() - t0:.1f}s)", flush=True)
-
-    preds = evaluate(model, test.images, test.labels)
-    acc = float((preds == test.labels).mean())
-    for k, name in enumerate(CLASSES):
-        sel = test.labels == k
-        print(f"  {name:9s} {float((preds[sel] == k).mean()):.4f}  (n={int(sel.sum())})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, args.out)
-    print(f"final test accuracy (seed {TEST_SEED}, n={len(test)}): {acc:.4f}")
+    fit(model, train, test, opt, sched, args.epochs, args.batch_size, gen, clip=1.0)
+    acc = save_and_report(model, test, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KiB); wall time {time.perf_counter() - t_start:.1f}s")
     return acc
 

@@ -25,6 +25,7 @@ from pathlib import Path
 import torch
 from torch import nn
 
+from .model import with_bundled_weights
 from .shapes import CLASSES, IMAGE_SIZE
 
 __all__ = ["ShapesViT", "VIT_WEIGHTS_PATH", "load_demo_vit"]
@@ -133,11 +134,4 @@ def load_demo_vit() -> ShapesViT:
     FileNotFoundError
         If the weights file is missing (run ``python scripts/train_demo_vit.py``).
     """
-    if not VIT_WEIGHTS_PATH.is_file():
-        raise FileNotFoundError(
-            f"Demo ViT weights not found at {VIT_WEIGHTS_PATH}. Reinstall gradsight, or retrain them "
-            "with `python scripts/train_demo_vit.py` from the repository root."
-        )
-    model = ShapesViT()
-    model.load_state_dict(torch.load(VIT_WEIGHTS_PATH, weights_only=True, map_location="cpu"))
-    return model.eval()
+    return with_bundled_weights(ShapesViT(), VIT_WEIGHTS_PATH, "Demo ViT weights", "scripts/train_demo_vit.py")
