@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import maps
 from ..backends.base import Backend, Gradients
-from ..errors import InputError, ModelError, UnknownOptionError
+from ..errors import InputError, UnknownOptionError
 from ..rules import RULES
 from ..targets import Target
 from ._common import (
@@ -37,8 +37,7 @@ from ._common import (
 )
 from ._tokens import Tokens, to_grid
 
-__all__ = ["LayerMap", "canonical_activation", "check_4d", "gradient_cam", "grid_activation", "layer_tensors",
-           "run_cam"]
+__all__ = ["LayerMap", "gradient_cam", "grid_activation", "layer_tensors", "run_cam"]
 
 Weigh = Callable[[Any, Any, Any, int, tuple[int, ...]], Any]
 
@@ -53,14 +52,6 @@ class LayerMap:
     outputs: Any
     layer: str | None
     input_grad: np.ndarray | None = None  # guided backprop from the same pass, when asked
-
-
-def check_4d(shape: tuple[int, ...], layer: str | None, method: str) -> None:
-    if len(shape) != 4:
-        raise ModelError(
-            f"{method} needs a layer with a 4-D output (N, C, H, W); layer {layer!r} gives {tuple(shape)}. "
-            "Pick a convolutional layer (`gradsight layers --model ...` lists them)."
-        )
 
 
 def layer_tensors(
@@ -80,12 +71,6 @@ def layer_tensors(
         A = ops.reshape(A, (shape[0], 1) + shape[1:])
         ch, spatial = ch + 1, tuple(a + 1 for a in spatial)
     return A, G, ch, spatial, multi
-
-
-def canonical_activation(bk: Backend, A: Any) -> np.ndarray:
-    """A 4-D layer output as numpy (N, C, h, w), whatever the framework's layout."""
-    a = bk.ops.numpy(A)
-    return np.moveaxis(a, bk.activation_channel_axis() % 4, 1) if a.ndim == 4 else a
 
 
 def grid_activation(bk: Backend, model: Any, x: Any, A: Any, layer: str | None, tokens: Tokens | None) -> np.ndarray:
