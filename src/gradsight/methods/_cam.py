@@ -23,7 +23,7 @@ import numpy as np
 
 from .. import maps
 from ..backends.base import Backend, Gradients
-from ..errors import InputError, ModelError, UnknownOptionError
+from ..errors import InputError, UnknownOptionError
 from ..rules import RULES
 from ..targets import Target
 from ._common import (
@@ -35,9 +35,9 @@ from ._common import (
     spatial_size,
     warn_zero,
 )
-from ._tokens import to_grid
+from ._tokens import Tokens, to_grid
 
-__all__ = ["LayerMap", "canonical_activation", "check_4d", "gradient_cam", "layer_tensors", "run_cam"]
+__all__ = ["LayerMap", "gradient_cam", "grid_activation", "layer_tensors", "run_cam"]
 
 Weigh = Callable[[Any, Any, Any, int, tuple[int, ...]], Any]
 
@@ -54,16 +54,8 @@ class LayerMap:
     input_grad: np.ndarray | None = None  # guided backprop from the same pass, when asked
 
 
-def check_4d(shape: tuple[int, ...], layer: str | None, method: str) -> None:
-    if len(shape) != 4:
-        raise ModelError(
-            f"{method} needs a layer with a 4-D output (N, C, H, W); layer {layer!r} gives {tuple(shape)}. "
-            "Pick a convolutional layer (`gradsight layers --model ...` lists them)."
-        )
-
-
 def layer_tensors(
-    bk: Backend, model: Any, x: Any, g: Gradients
+    bk: Backend, model: Any, x: Any, g: Gradients, tokens: Tokens | None = None
 ) -> tuple[Any, Any, int, tuple[int, ...], bool]:
     """``(A, G, channel axis, spatial axes, multi)`` of a layer's gradients, ready to broadcast.
 
@@ -71,7 +63,7 @@ def layer_tensors(
     Grad-CAM. With k targets per sample ``G`` is (N, k, ...) and ``A`` gains a size-1 k axis.
     """
     ops = bk.ops
-    A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer)
+    A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens)
     shape = tuple(ops.shape(A))
     spatial = tuple(a for a in (1, 2, 3) if a != ch)
     multi = len(ops.shape(G)) == 5
@@ -81,15 +73,16 @@ def layer_tensors(
     return A, G, ch, spatial, multi
 
 
-def canonical_activation(bk: Backend, A: Any) -> np.ndarray:
-    """A 4-D layer output as numpy (N, C, h, w), whatever the framework's layout."""
-    a = bk.ops.numpy(A)
-    return np.moveaxis(a, bk.activation_channel_axis() % 4, 1) if a.ndim == 4 else a
+def grid_activation(bk: Backend, model: Any, x: Any, A: Any, layer: str | None, tokens: Tokens | None) -> np.ndarray:
+    """A layer output as numpy (N, C, h, w) for the methods without a gradient (Eigen-CAM, Score-CAM):
+    token layers and channels-last grids through :func:`._tokens.to_grid`, as the gradient CAMs."""
+    grid, _, ch = to_grid(bk, model, x, A, None, layer, tokens)
+    return np.moveaxis(bk.ops.numpy(grid), ch, 1)
 
 
 def gradient_cam(
     bk: Backend, model: Any, x: Any, target: Target, *, layer: Any, call: int, output: Any, guided: bool,
-    name: str, weigh: Weigh,
+    name: str, weigh: Weigh, tokens: Tokens | None = None,
 ) -> MethodResult:
     """A CAM computed from one forward and one backward to the layer, per layer."""
 
@@ -98,7 +91,7 @@ def gradient_cam(
             model, x, target, rule=RULES["guided"] if with_input else None, layer=ref, call=call,
             wrt_input=with_input, output=output, layer_rule=RULES["plain"] if with_input else None,
         )
-        A, G, ch, spatial, multi = layer_tensors(bk, model, x, g)
+        A, G, ch, spatial, multi = layer_tensors(bk, model, x, g, tokens)
         cam = bk.ops.numpy(weigh(bk.ops, A, G, ch, spatial)).astype(np.float32)
         targets, scores, outputs = finish(bk, g)
         warn_zero(bk.ops.numpy(g.layer_grad), outputs, f"{name} at {g.layer!r}", k_axis=multi)

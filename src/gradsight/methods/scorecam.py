@@ -9,8 +9,9 @@ import numpy as np
 from ..backends.base import Backend
 from ..errors import InputError
 from ..targets import Target
-from ._cam import LayerMap, canonical_activation, check_4d, run_cam
+from ._cam import LayerMap, grid_activation, run_cam
 from ._common import MethodResult, pinned_target, positive_int, spatial_size
+from ._tokens import Tokens
 
 
 def channel_scores(
@@ -62,6 +63,7 @@ def scorecam(
     call: int = -1,
     batch_size: int = 32,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: Any = None,
 ) -> MethodResult:
     """ReLU(sum_k w_k A_k), w = softmax_k(s_k), s_k = target score of model(x * M_k).
@@ -82,9 +84,8 @@ def scorecam(
 
     def one(ref: Any, with_input: bool) -> LayerMap:
         outputs, A, name = bk.forward_with_activation(model, x, ref, call, output)
-        check_4d(tuple(ops.shape(A)), name, "scorecam")
+        a = grid_activation(bk, model, x, A, name, tokens).astype(np.float32)  # token layers as grids
         clean_scores, idx, clean, fixed = pinned_target(bk, outputs, target)
-        a = canonical_activation(bk, A).astype(np.float32)
         s = channel_scores(bk, model, x, a, fixed, output, batch_size)  # (C, N[, k])
         e = np.exp(s - s.max(axis=0, keepdims=True))
         wts = e / e.sum(axis=0, keepdims=True)
