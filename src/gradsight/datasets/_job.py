@@ -7,7 +7,8 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,7 @@ __all__ = ["explain_dataset", "RunResult", "ENGINES", "DTYPES"]
 
 ENGINES = ("local", "ray")
 DTYPES = ("float32", "float16")
-PREFETCH_PARTS = 2  # parts decoded ahead of the model
+PREFETCH_PARTS = 2  # parts decoded ahead of the model (at least; one per reader process)
 
 
 @dataclass(frozen=True)
@@ -98,7 +99,7 @@ def explain_dataset(
     batch_size:
         Images per model call (the first run also cuts the data set into parts of this size).
     engine, workers, address:
-        ``local``: ``workers`` reader threads; ``ray``: ``workers`` model actors on Ray Data,
+        ``local``: ``workers`` reader processes; ``ray``: ``workers`` model actors on Ray Data,
         joining the cluster at ``address`` or starting (and stopping) a local Ray instance.
     dtype:
         Attributions stored as ``float32`` or ``float16`` (half the size).
@@ -157,9 +158,11 @@ def explain_dataset(
 
     pngs = _png_writer(explainer.info.layout) if png else None
 
+    done_before = set(folder.done_parts())
+
     def finish(part: int, res: dict[str, Any]) -> None:
         new = len(res["image_id"])
-        if part in folder.done_parts():  # --retry-failed: keep the part's earlier successes
+        if part in done_before:  # --retry-failed: keep the part's earlier successes
             old = folder.load_part(part, methods)
             if "image" in res:  # their PNGs exist already; the placeholder pixels are never drawn
                 old["image"] = np.zeros((len(old["image_id"]), *res["image"].shape[1:]), np.uint8)
@@ -261,28 +264,44 @@ def _run_local(
     source: Source, todo: list[tuple[int, list[int]]], explainer: BatchExplainer, workers: int,
     finish: Callable[[int, dict[str, Any]], None],
 ) -> None:
-    """Parts in order; while the model explains one, a thread decodes the next ones (``workers`` readers)."""
+    """Parts in order; while the model explains one, ``workers`` reader processes decode the next ones.
+
+    The first part is decoded here while the readers start (see ``_readers`` for why processes).
+    """
+    from ._readers import ReaderPool
+
+    if not todo:
+        return
     size, seed = explainer.size, explainer.spec.seed
-    with ThreadPoolExecutor(workers, thread_name_prefix="gradsight-read") as readers, \
-            ThreadPoolExecutor(1, thread_name_prefix="gradsight-prefetch") as prefetch:
+    (part, ids), rest = todo[0], iter(todo[1:])
+    ahead = max(PREFETCH_PARTS, workers)
+    readers = ReaderPool(min(workers, len(todo) - 1), source.root, size, seed) if len(todo) > 1 else None
+    # One writer thread: a part's files are written while the model explains the next part
+    # (the files are the same; at most one part waits to be written).
+    with readers or nullcontext(), ThreadPoolExecutor(1, thread_name_prefix="gradsight-write") as writer:
         window: deque[Any] = deque()
-        parts = iter(todo)
+        written: Future[None] | None = None
 
         def refill() -> None:
-            while len(window) < PREFETCH_PARTS:
-                nxt = next(parts, None)
+            while readers is not None and len(window) < ahead:
+                nxt = next(rest, None)
                 if nxt is None:
                     return
-                part, ids = nxt
-                window.append((part, prefetch.submit(decode_batch, _items(source, ids, part), source.root, size,
-                                                    seed, readers)))
+                window.append((nxt[0], readers.submit(_items(source, nxt[1], nxt[0]))))
 
-        refill()
-        while window:
+        refill()  # the readers start on the next parts while this process decodes the first
+        batch = decode_batch(_items(source, ids, part), source.root, size, seed)
+        while True:
+            res = explainer(batch)
+            if written is not None:
+                written.result()  # a failed write stops the job here
+            written = writer.submit(finish, part, res)
+            if not window:
+                break
             part, future = window.popleft()
             batch = future.result()
             refill()
-            finish(part, explainer(batch))
+        written.result()
 
 
 def _png_writer(model_layout: str) -> Callable[..., None]:
