@@ -27,6 +27,7 @@ __all__ = ["explain_dataset", "RunResult", "ENGINES", "DTYPES"]
 ENGINES = ("local", "ray")
 DTYPES = ("float32", "float16")
 PREFETCH_PARTS = 2  # parts decoded ahead of the model (at least; one per reader process)
+READ_CHUNK = 8  # images per reader request
 
 
 @dataclass(frozen=True)
@@ -266,20 +267,23 @@ def _run_local(
 ) -> None:
     """Parts in order; while the model explains one, ``workers`` reader processes decode the next ones.
 
-    The first part is decoded here while the readers start (see ``_readers`` for why processes).
+    The readers run at a lower priority (``_readers``): they use the cores the model leaves
+    idle. A part is read in chunks; when the model needs a part, the chunks the readers have
+    not finished are read here at once, so the job never waits on a reader (on a busy
+    machine it reads like a plain loop, on an idle one the reading is hidden).
     """
     from ._readers import ReaderPool
 
     if not todo:
         return
-    size, seed = explainer.size, explainer.spec.seed
+    size, seed, root = explainer.size, explainer.spec.seed, source.root
     (part, ids), rest = todo[0], iter(todo[1:])
     ahead = max(PREFETCH_PARTS, workers)
-    readers = ReaderPool(min(workers, len(todo) - 1), source.root, size, seed) if len(todo) > 1 else None
+    readers = ReaderPool(min(workers, len(todo) - 1), root, size, seed) if len(todo) > 1 else None
     # One writer thread: a part's files are written while the model explains the next part
     # (the files are the same; at most one part waits to be written).
     with readers or nullcontext(), ThreadPoolExecutor(1, thread_name_prefix="gradsight-write") as writer:
-        window: deque[Any] = deque()
+        window: deque[tuple[int, list[tuple[dict[str, Any], Future[dict[str, Any]]]]]] = deque()
         written: Future[None] | None = None
 
         def refill() -> None:
@@ -287,10 +291,21 @@ def _run_local(
                 nxt = next(rest, None)
                 if nxt is None:
                     return
-                window.append((nxt[0], readers.submit(_items(source, nxt[1], nxt[0]))))
+                chunks = [_items(source, nxt[1][c:c + READ_CHUNK], nxt[0]) for c in range(0, len(nxt[1]), READ_CHUNK)]
+                window.append((nxt[0], [(items, readers.submit(items)) for items in chunks]))
 
-        refill()  # the readers start on the next parts while this process decodes the first
-        batch = decode_batch(_items(source, ids, part), source.root, size, seed)
+        def collect(chunks: list[tuple[dict[str, Any], Future[dict[str, Any]]]]) -> dict[str, Any]:
+            done = []
+            for items, future in chunks:
+                if future.done() and not future.cancelled():
+                    done.append(future.result())
+                else:  # not read yet: here and now (a reader already on it finishes in vain)
+                    future.cancel()
+                    done.append(decode_batch(items, root, size, seed))
+            return _concat(done)
+
+        refill()  # the readers start on the next parts while this process reads the first
+        batch = decode_batch(_items(source, ids, part), root, size, seed)
         while True:
             res = explainer(batch)
             if written is not None:
@@ -298,9 +313,9 @@ def _run_local(
             written = writer.submit(finish, part, res)
             if not window:
                 break
-            part, future = window.popleft()
-            batch = future.result()
+            part, chunks = window.popleft()
             refill()
+            batch = collect(chunks)
         written.result()
 
 
@@ -309,7 +324,7 @@ def _png_writer(model_layout: str) -> Callable[..., None]:
     from ..demo.runner import picture
     from ..explanation import Explanation
 
-    def write(res: dict[str, Any], rows: np.ndarray, method: str, paths: list[Path | None]) -> None:
+    def write(res: dict[str, Any], rows: np.ndarray, method: str, paths: list[list[Path] | None]) -> None:
         from .. import render
         from ._store import atomic_path
 
@@ -317,18 +332,17 @@ def _png_writer(model_layout: str) -> Callable[..., None]:
             return
         layout = "channels_first" if model_layout == "NCHW" else "channels_last"
         for i in rows:
-            path = paths[i]
-            if path is None or path.exists():
-                continue
-            heat = np.asarray(res[f"{method}__heatmap"][i], np.float32)
-            attr = np.asarray(res[f"{method}__attr"][i], np.float32)
-            if heat.ndim == 3:  # top5: draw the first target
-                heat, attr = heat[0], attr[0]
-            exp = Explanation(method=method, attributions=attr[None], heatmaps=heat[None], targets=None,
-                              scores=np.zeros(1, np.float32), outputs=None, layout=layout)
-            image = np.asarray(res["image"][i], np.uint8)
-            with atomic_path(path) as tmp:
-                render.save_png(picture(exp, 0, image), tmp)
+            heats = np.asarray(res[f"{method}__heatmap"][i], np.float32)
+            attrs = np.asarray(res[f"{method}__attr"][i], np.float32)
+            if heats.ndim == 2:  # one target; top5 holds one map per rank
+                heats, attrs = heats[None], attrs[None]
+            for path, heat, attr in zip(paths[i] or [], heats, attrs):
+                if path.exists():
+                    continue
+                exp = Explanation(method=method, attributions=attr[None], heatmaps=heat[None], targets=None,
+                                  scores=np.zeros(1, np.float32), outputs=None, layout=layout)
+                with atomic_path(path) as tmp:
+                    render.save_png(picture(exp, 0, np.asarray(res["image"][i], np.uint8)), tmp)
 
     return write
 

@@ -209,7 +209,8 @@ class RunFolder:
     def write_part(self, part: int, res: dict[str, Any], methods: tuple[str, ...], pngs: Any = None) -> dict[str, int]:
         """Write one part from a result batch (rows in image_id order): npz, PNGs, then its manifest rows.
 
-        ``pngs(res, ok_rows, method, paths)``: draws the overlays (``--png``), given their paths.
+        ``pngs(res, ok_rows, method, paths)``: draws the overlays (``--png``), given their paths
+        (per image, one per rank: ``--target top5`` draws each of the five targets).
         Returns {"ok": images done, "failed": images failed}.
         """
         import pyarrow.parquet as pq
@@ -227,14 +228,16 @@ class RunFolder:
             arrays[f"{m}__heatmap"] = _rows(np.asarray(res[f"{m}__heatmap"], np.float16), ok)
         with atomic_path(self.out / store) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)  # type: ignore[arg-type]
-        png_paths: dict[str, list[str | None]] = {}
+        png_paths: dict[str, list[list[str] | None]] = {}  # per method and image: one path per rank
         for m in methods:
             png_paths[m] = [None] * len(errors)
             if pngs is not None:
+                ranked = np.asarray(res[f"{m}__heatmap"]).ndim == 4  # --target top5: (n, ranks, H, W)
+                ranks = np.asarray(res[f"{m}__heatmap"]).shape[1] if ranked else 1
                 for j in np.flatnonzero(ok):
-                    stem = Path(str(res["path"][j])).stem  # demo://7 -> 7
-                    png_paths[m][j] = f"png/{m}/{int(res['image_id'][j])}_{stem}.png"
-                pngs(res, np.flatnonzero(ok), m, [self.out / p if p else None for p in png_paths[m]])
+                    base = f"png/{m}/{int(res['image_id'][j])}_{Path(str(res['path'][j])).stem}"  # demo://7 -> 7
+                    png_paths[m][j] = [f"{base}_top{r + 1}.png" for r in range(ranks)] if ranked else [f"{base}.png"]
+                pngs(res, np.flatnonzero(ok), m, [[self.out / p for p in ps] if ps else None for ps in png_paths[m]])
         table = _part_rows(res, methods, ok, errors, store, png_paths)
         with atomic_path(self.state / f"{name}.parquet") as tmp:
             pq.write_table(table, tmp)
@@ -268,7 +271,7 @@ def _rows(a: np.ndarray, ok: np.ndarray) -> np.ndarray:
 
 def _part_rows(
     res: dict[str, Any], methods: tuple[str, ...], ok: np.ndarray, errors: list[str], store: str,
-    png_paths: dict[str, list[str | None]],
+    png_paths: dict[str, list[list[str] | None]],
 ) -> Any:
     """A part's manifest rows, one per (image, method, rank) in that order, built column by column.
 
@@ -296,8 +299,8 @@ def _part_rows(
     label = per_image(np.asarray(res["label"], np.int64))
     rank = np.tile(np.arange(ranks, dtype=np.int64), n * m_count)
     method = np.tile(np.repeat(np.array(methods, dtype=object), ranks), n)
-    png = np.array([[png_paths[m][i] if r == 0 else None for m in methods for r in range(ranks)] for i in range(n)],
-                   dtype=object).reshape(-1)
+    png = np.array([[ps[r] if (ps := png_paths[m][i]) and r < len(ps) else None for m in methods for r in range(ranks)]
+                    for i in range(n)], dtype=object).reshape(-1)
     elapsed = np.stack([np.asarray(res[f"{m}__elapsed"], np.float32) for m in methods], 1)
     columns = {
         "image_id": pa.array(per_image(np.asarray(res["image_id"], np.int64)), pa.int64()),
