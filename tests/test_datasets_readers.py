@@ -1,5 +1,5 @@
 """The local engine's reader processes: same pixels as reading in the job's process, a dead
-reader's parts read in the job's process, readers at a lower priority that end with a killed job.
+reader's parts read in the job's process, readers scheduled as idle work that end with a killed job.
 
 Real child processes, real PNG files, a real SIGKILL.
 """
@@ -20,7 +20,7 @@ from PIL import Image
 pytest.importorskip("pyarrow")
 
 import gradsight as gs  # noqa: E402
-from gradsight.datasets._readers import NICE, ReaderPool  # noqa: E402
+from gradsight.datasets._readers import ReaderPool  # noqa: E402
 from gradsight.datasets._sources import decode_batch, open_source  # noqa: E402
 from gradsight.demo.shapes import image_at  # noqa: E402
 
@@ -82,13 +82,13 @@ def _children(pid: int) -> list[int]:
                 cmdline = Path(f"/proc/{entry}/cmdline").read_bytes()
             except OSError:
                 continue
-            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"gradsight.datasets._readers" in cmdline:
+            if int(stat.rsplit(")", 1)[1].split()[1]) == pid and b"gradsight.datasets._readers import _main" in cmdline:
                 out.append(int(entry))
     return out
 
 
 @pytest.mark.skipif(not Path("/proc/self/stat").exists(), reason="lists processes through /proc (Linux)")
-def test_readers_run_at_lower_priority_and_end_with_a_killed_job(tmp_path: Path) -> None:
+def test_readers_run_as_idle_work_and_end_with_a_killed_job(tmp_path: Path) -> None:
     out = tmp_path / "run"
     cmd = [sys.executable, "-m", "gradsight", "run", "--model", "demo", "--data", "demo:4000", "--method",
            "saliency", "--out", str(out), "--batch-size", "4", "--workers", "2", "--quiet"]
@@ -100,8 +100,7 @@ def test_readers_run_at_lower_priority_and_end_with_a_killed_job(tmp_path: Path)
         assert proc.poll() is None and time.monotonic() < deadline, "the job ended or never started its readers"
         readers = _children(proc.pid)
         time.sleep(0.05)
-    base = os.getpriority(os.PRIO_PROCESS, proc.pid)
-    assert [os.getpriority(os.PRIO_PROCESS, r) for r in readers] == [min(19, base + NICE)] * 2
+    assert [os.sched_getscheduler(r) for r in readers] == [os.SCHED_IDLE] * 2  # idle work: cores the job leaves
     proc.send_signal(signal.SIGKILL)
     assert proc.wait() == -signal.SIGKILL
     deadline = time.monotonic() + 30

@@ -1,12 +1,14 @@
 """Reader processes of the local engine: parts are decoded ahead of the model, outside its process.
 
-Why processes, and why at low priority. Decoding (PIL) and the generated demo images are
-CPU work that largely holds the GIL; reader *threads* in the model's process compete with
-the explaining thread for the GIL (each hand-over of the GIL can cost the model thread a
-switch interval) and, on a small machine, with the framework's intra-op threads for the
-cores. A reader is instead a plain ``python -m gradsight.datasets._readers`` child at a
-lower CPU priority (``nice`` +10): it uses the cores the model leaves idle and gives way
-when the model needs them; while the model waits for a part, the reader has the machine.
+Why processes, and why at the lowest priority. Decoding (PIL) and the generated demo
+images are CPU work that largely holds the GIL; reader *threads* in the model's process
+compete with the explaining thread for the GIL (each hand-over of the GIL can cost the
+model thread a switch interval) and, on a small machine, with the framework's intra-op
+threads for the cores. A reader is instead a plain Python child process scheduled as
+idle work (Linux ``SCHED_IDLE``; elsewhere ``nice`` +19): it runs on the cores the model
+leaves idle and takes next to nothing from a busy one. The job never waits for a reader:
+what the readers have not finished when the model needs it, the job reads itself
+(``_run_local``).
 
 The protocol is length-prefixed pickles over the child's stdin/stdout (no
 ``multiprocessing``: it would re-import the user's ``__main__`` script, which need not be
@@ -33,7 +35,20 @@ from ._sources import decode_batch
 __all__ = ["ReaderPool"]
 
 _HEADER = struct.Struct("<Q")
-NICE = 10  # readers' priority below the model's
+NICE = 19  # where SCHED_IDLE is missing: the lowest ordinary priority
+# A reader lowers its own priority first (idle work on Linux, else the lowest nice), then imports.
+_BOOT = f"""
+import os
+try:
+    os.sched_setscheduler(0, os.SCHED_IDLE, os.sched_param(0))
+except (AttributeError, OSError):
+    try:
+        os.nice({NICE})
+    except (AttributeError, OSError):
+        pass
+from gradsight.datasets._readers import _main
+_main()
+"""
 
 
 def _send(fh: IO[bytes], obj: Any) -> None:
@@ -73,7 +88,7 @@ class ReaderPool:
         for _ in range(max(1, int(workers))):
             try:
                 proc = subprocess.Popen(
-                    [sys.executable, "-m", "gradsight.datasets._readers"], stdin=subprocess.PIPE,
+                    [sys.executable, "-c", _BOOT], stdin=subprocess.PIPE,
                     stdout=subprocess.PIPE, env=env,
                 )
             except OSError:  # no interpreter to start (a frozen app): decode in this process
@@ -132,10 +147,6 @@ def _serve() -> None:
     """A reader's loop: (items, root, size, seed) in, ("ok", decoded part) or ("error", reason) out."""
     requests, replies = sys.stdin.buffer, sys.stdout.buffer
     sys.stdout = sys.stderr  # a stray print must not corrupt the replies
-    try:
-        os.nice(NICE)
-    except (AttributeError, OSError):  # no nice (Windows) or not allowed: run at the usual priority
-        pass
     while True:
         try:
             items, root, size, seed = _receive(requests)
@@ -151,7 +162,7 @@ def _serve() -> None:
             return
 
 
-if __name__ == "__main__":
+def _main() -> None:
     try:
         _serve()
     except KeyboardInterrupt:  # Ctrl-C reaches the whole process group; the job reports it
