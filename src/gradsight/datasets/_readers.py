@@ -80,6 +80,7 @@ class ReaderPool:
 
     def __init__(self, workers: int, root: str | None, size: int, seed: int) -> None:
         self.args = (root, size, seed)
+        self.closing = False
         self.idle: queue.SimpleQueue[subprocess.Popen[bytes] | None] = queue.SimpleQueue()
         self.procs: list[subprocess.Popen[bytes]] = []
         env = dict(os.environ)
@@ -110,7 +111,9 @@ class ReaderPool:
                     _send(proc.stdin, (items, *self.args))
                     status, value = _receive(proc.stdout)
                 except (OSError, EOFError, pickle.PickleError):
-                    proc.kill()  # a dead or garbled reader: this part and the next ones are read here
+                    if self.closing:
+                        return {}  # the job has ended: nobody waits for this chunk
+                    proc.kill()  # a dead or garbled reader: this chunk and the next ones are read here
                 else:
                     if status == "ok":
                         return value
@@ -119,22 +122,24 @@ class ReaderPool:
             self.idle.put(proc)
 
     def close(self) -> None:
-        """Stop the readers (each ends when its stdin closes) and wait for them."""
+        """Stop the readers now and wait for them.
+
+        Whatever they are still reading when the job ends, the job has read itself, and a
+        reader holds no file open for writing: killing it loses nothing (an idle-priority
+        reader on a busy machine could otherwise take long to finish its chunk).
+        """
+        self.closing = True
+        for proc in self.procs:
+            proc.kill()
         self.threads.shutdown(wait=True, cancel_futures=True)
         for proc in self.procs:
-            if proc.stdin is not None:
-                try:
-                    proc.stdin.close()
-                except OSError:
-                    pass
-        for proc in self.procs:
-            try:
-                proc.wait(timeout=5)
-            except subprocess.TimeoutExpired:
-                proc.kill()
-                proc.wait()
-            if proc.stdout is not None:
-                proc.stdout.close()
+            proc.wait()
+            for pipe in (proc.stdin, proc.stdout):
+                if pipe is not None:
+                    try:
+                        pipe.close()
+                    except OSError:
+                        pass
 
     def __enter__(self) -> ReaderPool:
         return self
