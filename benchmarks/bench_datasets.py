@@ -7,13 +7,14 @@ Reproduce (from the repository root):
 
 What is measured, in one run:
 
-1. **Throughput** of the local engine (``explain_dataset(engine="local")``: prefetching
-   reader threads, the per-batch explainer, the atomic npz + Parquet writer) against a
+1. **Throughput** of the local engine (``explain_dataset(engine="local")``: reader
+   processes running as idle work, the per-batch explainer, the atomic npz + Parquet
+   writer on its own thread, summary.md and class_means.png at the end) against a
    hand-written loop doing the same work in the plainest way: generate/read a batch of
    demo images, preprocess, ``gs.explain``, ``np.savez`` per batch. Grad-CAM and saliency,
    bundled PyTorch demo model, batch 32. The two are interleaved, best of ``--repeats``;
-   ratio = loop time / job time (>= 0.9 is the goal; > 1 means the job is faster, its
-   reader threads overlap decoding with the model).
+   ratio = loop time / job time (>= 0.9 is the goal; > 1 means the job is faster: its
+   readers decoded images on cores the model left idle).
 2. **Memory**: resident set size (RSS) of the job process after ``--mem-small`` images and
    after ``--mem-large`` images (Grad-CAM), sampled while it runs.
 3. **Ray**: the same job on a local Ray (``ray.init`` done before timing; 1 actor) against
@@ -69,7 +70,8 @@ def job(n: int, method: str, out: Path, **kw: object) -> float:
     return time.perf_counter() - t0
 
 
-def throughput(n: int, repeats: int, tmp: Path) -> list[tuple[str, float, float]]:
+def throughput(n: int, repeats: int, tmp: Path) -> list[tuple[str, float, float, list[float]]]:
+    """Per method: best loop time, best job time, and each round's ratio (loop / job)."""
     rows = []
     for method in ("gradcam", "saliency"):
         loop_t, job_t = [], []
@@ -78,7 +80,9 @@ def throughput(n: int, repeats: int, tmp: Path) -> list[tuple[str, float, float]
             job_t.append(job(n, method, tmp / f"job-{method}-{r}"))
             shutil.rmtree(tmp / f"loop-{method}-{r}")
             shutil.rmtree(tmp / f"job-{method}-{r}")
-        rows.append((method, min(loop_t), min(job_t)))
+            print(f"{method} round {r + 1}: loop {loop_t[-1]:.2f} s, job {job_t[-1]:.2f} s, "
+                  f"ratio {loop_t[-1] / job_t[-1]:.2f} (load {os.getloadavg()[0]:.2f})", flush=True)
+        rows.append((method, min(loop_t), min(job_t), [a / b for a, b in zip(loop_t, job_t)]))
     return rows
 
 
@@ -133,6 +137,7 @@ def main() -> None:
 
     host = socket.gethostname().split(".")[0]
     load = os.getloadavg()[0]
+    print(f"load average at start {load:.2f}", flush=True)
     tmp = Path(tempfile.mkdtemp(prefix="gs-bench-datasets-"))
     t_all = time.perf_counter()
     try:
@@ -151,16 +156,18 @@ def main() -> None:
         f"- host: `{host}`, {os.cpu_count()} logical CPUs, load average at start {load:.2f}"
         + (" (**busy machine: other jobs shared the cores; ratios are of interleaved runs**)" if load > 0.5 else ""),
         f"- torch {torch.__version__}, gradsight {gs.__version__}, Python {platform.python_version()}",
-        f"- total wall time {time.perf_counter() - t_all:.0f} s",
+        f"- load average at the end {os.getloadavg()[0]:.2f}; total wall time {time.perf_counter() - t_all:.0f} s",
         "",
         f"## Throughput, {args.n} demo images, batch {BATCH} (best of {args.repeats}, interleaved)",
         "",
         "| method | hand loop s | job s | loop img/s | job img/s | ratio (job speed / loop speed) |",
         "|---|---:|---:|---:|---:|---:|",
     ]
-    for method, loop_t, job_t in thr:
+    for method, loop_t, job_t, _ in thr:
         lines.append(f"| {method} | {loop_t:.2f} | {job_t:.2f} | {args.n / loop_t:.0f} | {args.n / job_t:.0f} | "
                      f"{loop_t / job_t:.2f} {'✓' if loop_t / job_t >= 0.9 else '✗'} |")
+    lines += ["", "Each round's ratio (loop / job, the pair run back to back): "
+              + "; ".join(f"{method} {', '.join(f'{r:.2f}' for r in rounds)}" for method, _, _, rounds in thr) + "."]
     start, small, large = mem
     lines += [
         "",

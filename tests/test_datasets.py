@@ -175,10 +175,14 @@ def test_top5_float16_and_pngs(tmp_path: Path) -> None:
         top5 = z["gradcam"][:, 0].astype(np.float32)
     with np.load(tmp_path / "top1" / "attributions" / "part-00000.npz") as z:
         np.testing.assert_allclose(top5, z["gradcam"], rtol=2e-3, atol=2e-3)  # rank 0 is the top-1 class
-    pngs = [r["png"] for r in rows if r["rank"] == 0]
-    for p in pngs:
-        with Image.open(out / p) as im:
-            assert im.format == "PNG" and im.size == (64, 64)
+    for i in range(6):  # one overlay per rank, each of its own target's heat map
+        pictures = []
+        for r in [r for r in rows if r["image_id"] == i]:
+            assert r["png"] == f"png/gradcam/{i}_{i}_top{r['rank'] + 1}.png"
+            with Image.open(out / r["png"]) as im:
+                assert im.format == "PNG" and im.size == (64, 64)
+                pictures.append(np.asarray(im.convert("RGB"), np.int32))
+        assert all(np.abs(p - pictures[0]).max() > 0 for p in pictures[1:])
 
 
 def test_sources_csv_parquet_glob(tmp_path: Path) -> None:

@@ -35,9 +35,9 @@ def add_parser(subs: Any, parents: Sequence[argparse.ArgumentParser]) -> None:
     p.add_argument("--layer", default="auto", metavar="auto|NAME", help="Grad-CAM layer (default: auto)")
     p.add_argument("--batch-size", type=int, default=32, metavar="N", help="images per model call (default: 32)")
     p.add_argument("--engine", choices=("local", "ray"), default="local",
-                   help="local (threads on this machine, default) or ray (Ray Data actors)")
+                   help="local (this machine, default) or ray (Ray Data actors)")
     p.add_argument("--workers", type=int, default=2, metavar="N",
-                   help="local: image reader threads; ray: model actors (default: 2)")
+                   help="local: image reader processes; ray: model actors (default: 2)")
     p.add_argument("--address", metavar="ADDR",
                    help="Ray cluster to join (e.g. 'auto' on a cluster node); default: start a local Ray")
     p.add_argument("--dtype", choices=("float32", "float16"), default="float32",

@@ -7,7 +7,8 @@ import sys
 import time
 from collections import deque
 from collections.abc import Callable, Sequence
-from concurrent.futures import ThreadPoolExecutor
+from concurrent.futures import Future, ThreadPoolExecutor
+from contextlib import nullcontext
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -25,7 +26,8 @@ __all__ = ["explain_dataset", "RunResult", "ENGINES", "DTYPES"]
 
 ENGINES = ("local", "ray")
 DTYPES = ("float32", "float16")
-PREFETCH_PARTS = 2  # parts decoded ahead of the model
+PREFETCH_PARTS = 2  # parts decoded ahead of the model (at least; one per reader process)
+READ_CHUNK = 8  # images per reader request
 
 
 @dataclass(frozen=True)
@@ -98,7 +100,7 @@ def explain_dataset(
     batch_size:
         Images per model call (the first run also cuts the data set into parts of this size).
     engine, workers, address:
-        ``local``: ``workers`` reader threads; ``ray``: ``workers`` model actors on Ray Data,
+        ``local``: ``workers`` reader processes; ``ray``: ``workers`` model actors on Ray Data,
         joining the cluster at ``address`` or starting (and stopping) a local Ray instance.
     dtype:
         Attributions stored as ``float32`` or ``float16`` (half the size).
@@ -157,9 +159,11 @@ def explain_dataset(
 
     pngs = _png_writer(explainer.info.layout) if png else None
 
+    done_before = set(folder.done_parts())
+
     def finish(part: int, res: dict[str, Any]) -> None:
         new = len(res["image_id"])
-        if part in folder.done_parts():  # --retry-failed: keep the part's earlier successes
+        if part in done_before:  # --retry-failed: keep the part's earlier successes
             old = folder.load_part(part, methods)
             if "image" in res:  # their PNGs exist already; the placeholder pixels are never drawn
                 old["image"] = np.zeros((len(old["image_id"]), *res["image"].shape[1:]), np.uint8)
@@ -261,28 +265,58 @@ def _run_local(
     source: Source, todo: list[tuple[int, list[int]]], explainer: BatchExplainer, workers: int,
     finish: Callable[[int, dict[str, Any]], None],
 ) -> None:
-    """Parts in order; while the model explains one, a thread decodes the next ones (``workers`` readers)."""
-    size, seed = explainer.size, explainer.spec.seed
-    with ThreadPoolExecutor(workers, thread_name_prefix="gradsight-read") as readers, \
-            ThreadPoolExecutor(1, thread_name_prefix="gradsight-prefetch") as prefetch:
-        window: deque[Any] = deque()
-        parts = iter(todo)
+    """Parts in order; while the model explains one, ``workers`` reader processes decode the next ones.
+
+    The readers run at a lower priority (``_readers``): they use the cores the model leaves
+    idle. A part is read in chunks; when the model needs a part, the chunks the readers have
+    not finished are read here at once, so the job never waits on a reader (on a busy
+    machine it reads like a plain loop, on an idle one the reading is hidden).
+    """
+    from ._readers import ReaderPool
+
+    if not todo:
+        return
+    size, seed, root = explainer.size, explainer.spec.seed, source.root
+    (part, ids), rest = todo[0], iter(todo[1:])
+    ahead = max(PREFETCH_PARTS, workers)
+    readers = ReaderPool(min(workers, len(todo) - 1), root, size, seed) if len(todo) > 1 else None
+    # One writer thread: a part's files are written while the model explains the next part
+    # (the files are the same; at most one part waits to be written).
+    with readers or nullcontext(), ThreadPoolExecutor(1, thread_name_prefix="gradsight-write") as writer:
+        window: deque[tuple[int, list[tuple[dict[str, Any], Future[dict[str, Any]]]]]] = deque()
+        written: Future[None] | None = None
 
         def refill() -> None:
-            while len(window) < PREFETCH_PARTS:
-                nxt = next(parts, None)
+            while readers is not None and len(window) < ahead:
+                nxt = next(rest, None)
                 if nxt is None:
                     return
-                part, ids = nxt
-                window.append((part, prefetch.submit(decode_batch, _items(source, ids, part), source.root, size,
-                                                    seed, readers)))
+                chunks = [_items(source, nxt[1][c:c + READ_CHUNK], nxt[0]) for c in range(0, len(nxt[1]), READ_CHUNK)]
+                window.append((nxt[0], [(items, readers.submit(items)) for items in chunks]))
 
-        refill()
-        while window:
-            part, future = window.popleft()
-            batch = future.result()
+        def collect(chunks: list[tuple[dict[str, Any], Future[dict[str, Any]]]]) -> dict[str, Any]:
+            done = []
+            for items, future in chunks:
+                if future.done() and not future.cancelled():
+                    done.append(future.result())
+                else:  # not read yet: here and now (a reader already on it finishes in vain)
+                    future.cancel()
+                    done.append(decode_batch(items, root, size, seed))
+            return _concat(done)
+
+        refill()  # the readers start on the next parts while this process reads the first
+        batch = decode_batch(_items(source, ids, part), root, size, seed)
+        while True:
+            res = explainer(batch)
+            if written is not None:
+                written.result()  # a failed write stops the job here
+            written = writer.submit(finish, part, res)
+            if not window:
+                break
+            part, chunks = window.popleft()
             refill()
-            finish(part, explainer(batch))
+            batch = collect(chunks)
+        written.result()
 
 
 def _png_writer(model_layout: str) -> Callable[..., None]:
@@ -290,7 +324,7 @@ def _png_writer(model_layout: str) -> Callable[..., None]:
     from ..demo.runner import picture
     from ..explanation import Explanation
 
-    def write(res: dict[str, Any], rows: np.ndarray, method: str, paths: list[Path | None]) -> None:
+    def write(res: dict[str, Any], rows: np.ndarray, method: str, paths: list[list[Path] | None]) -> None:
         from .. import render
         from ._store import atomic_path
 
@@ -298,18 +332,17 @@ def _png_writer(model_layout: str) -> Callable[..., None]:
             return
         layout = "channels_first" if model_layout == "NCHW" else "channels_last"
         for i in rows:
-            path = paths[i]
-            if path is None or path.exists():
-                continue
-            heat = np.asarray(res[f"{method}__heatmap"][i], np.float32)
-            attr = np.asarray(res[f"{method}__attr"][i], np.float32)
-            if heat.ndim == 3:  # top5: draw the first target
-                heat, attr = heat[0], attr[0]
-            exp = Explanation(method=method, attributions=attr[None], heatmaps=heat[None], targets=None,
-                              scores=np.zeros(1, np.float32), outputs=None, layout=layout)
-            image = np.asarray(res["image"][i], np.uint8)
-            with atomic_path(path) as tmp:
-                render.save_png(picture(exp, 0, image), tmp)
+            heats = np.asarray(res[f"{method}__heatmap"][i], np.float32)
+            attrs = np.asarray(res[f"{method}__attr"][i], np.float32)
+            if heats.ndim == 2:  # one target; top5 holds one map per rank
+                heats, attrs = heats[None], attrs[None]
+            for path, heat, attr in zip(paths[i] or [], heats, attrs):
+                if path.exists():
+                    continue
+                exp = Explanation(method=method, attributions=attr[None], heatmaps=heat[None], targets=None,
+                                  scores=np.zeros(1, np.float32), outputs=None, layout=layout)
+                with atomic_path(path) as tmp:
+                    render.save_png(picture(exp, 0, np.asarray(res["image"][i], np.uint8)), tmp)
 
     return write
 

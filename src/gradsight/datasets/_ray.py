@@ -79,7 +79,7 @@ def run_ray(
             gpus = 1 if ray.cluster_resources().get("GPU", 0) > 0 else 0
             size = int(meta["input_size"][0])
             ds = ray.data.from_items(rows, override_num_blocks=max(1, min(len(rows) // batch_size, 200)))
-            # Decoding: Ray tasks running the function the local engine's reader threads run.
+            # Decoding: Ray tasks running the function the local engine's reader processes run.
             ds = ds.map_batches(decode_batch, fn_kwargs={"root": source.root, "size": size, "seed": spec.seed},
                                 batch_size=batch_size, batch_format="numpy", num_cpus=0.5)
             # Explaining: an actor pool; Ray Data restarts a killed actor and reruns its batch (its defaults

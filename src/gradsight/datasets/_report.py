@@ -17,24 +17,26 @@ def class_mean_maps(out: Path, table: Any, method: str) -> dict[int, tuple[np.nd
 
     Streams through the parts one at a time (the attributions never sit in memory together).
     """
-    rows = [
-        r for r in table.select(["label", "predicted", "method", "rank", "status", "store", "store_index"]).to_pylist()
-        if r["method"] == method and r["rank"] == 0 and r["status"] == "ok"
-        and r["label"] is not None and r["label"] == r["predicted"]
-    ]
+    cols = {c: table.column(c).to_numpy(zero_copy_only=False)
+            for c in ("label", "predicted", "method", "rank", "status", "store", "store_index")}
+    label = np.array([-1 if v is None or v != v else v for v in cols["label"]], np.int64)  # None/NaN: unlabelled
+    predicted = np.array([-2 if v is None or v != v else v for v in cols["predicted"]], np.int64)
+    pick = np.flatnonzero((cols["method"] == method) & (cols["rank"] == 0) & (cols["status"] == "ok")
+                          & (label >= 0) & (label == predicted))
     by_store: dict[str, list[tuple[int, int]]] = {}
-    for r in rows:
-        by_store.setdefault(r["store"], []).append((r["store_index"], r["label"]))
+    for j in pick.tolist():
+        by_store.setdefault(cols["store"][j], []).append((int(cols["store_index"][j]), int(label[j])))
     sums: dict[int, np.ndarray] = {}
     counts: dict[int, int] = {}
     for store in sorted(by_store):
         with np.load(out / store) as z:
             heat = z[f"{method}__heatmap"]
-        for index, label in by_store[store]:
-            h = heat[index].astype(np.float64)
-            h = h[0] if h.ndim == 3 else h  # top5: the first (top-1) target
-            sums[label] = sums[label] + h if label in sums else h
-            counts[label] = counts.get(label, 0) + 1
+        index, labels = (np.array(v, np.int64) for v in zip(*by_store[store]))
+        for label in np.unique(labels).tolist():
+            h = heat[index[labels == label]].astype(np.float64)
+            h = h[:, 0] if h.ndim == 4 else h  # top5: the first (top-1) target
+            sums[label] = sums[label] + h.sum(axis=0) if label in sums else h.sum(axis=0)
+            counts[label] = counts.get(label, 0) + len(h)
     return {c: (sums[c] / counts[c], counts[c]) for c in sorted(sums)}
 
 

@@ -138,6 +138,7 @@ class RunFolder:
             )
         self.meta = meta
         self.part_size = int(meta["part_size"])
+        self._written: dict[int, Any] = {}  # manifest rows of the parts this run wrote
         self.out.mkdir(parents=True, exist_ok=True)
         self.state.mkdir(exist_ok=True)
         (self.out / "attributions").mkdir(exist_ok=True)
@@ -208,57 +209,39 @@ class RunFolder:
     def write_part(self, part: int, res: dict[str, Any], methods: tuple[str, ...], pngs: Any = None) -> dict[str, int]:
         """Write one part from a result batch (rows in image_id order): npz, PNGs, then its manifest rows.
 
-        ``pngs(res, ok_rows, method, paths)``: draws the overlays (``--png``), given their paths.
+        ``pngs(res, ok_rows, method, paths)``: draws the overlays (``--png``), given their paths
+        (per image, one per rank: ``--target top5`` draws each of the five targets).
         Returns {"ok": images done, "failed": images failed}.
         """
-        import pyarrow as pa
         import pyarrow.parquet as pq
 
         order = np.argsort(np.asarray(res["image_id"]), kind="stable")
-        res = {k: (v[order] if v is not None and len(v) == len(order) else v) for k, v in res.items()}
+        if (order != np.arange(len(order))).any():  # the engines deliver parts in order: usually no copy
+            res = {k: (v[order] if v is not None and len(v) == len(order) else v) for k, v in res.items()}
         name = self.part_name(part)
         errors = [str(e) for e in res["error"]]
         ok = np.array([not e for e in errors], bool)
         store = f"attributions/{name}.npz"
         arrays: dict[str, np.ndarray] = {"image_id": np.asarray(res["image_id"], np.int64)[ok]}
         for m in methods:
-            arrays[m] = np.asarray(res[f"{m}__attr"])[ok]
-            arrays[f"{m}__heatmap"] = np.asarray(res[f"{m}__heatmap"], np.float16)[ok]
+            arrays[m] = _rows(np.asarray(res[f"{m}__attr"]), ok)
+            arrays[f"{m}__heatmap"] = _rows(np.asarray(res[f"{m}__heatmap"], np.float16), ok)
         with atomic_path(self.out / store) as tmp, open(tmp, "wb") as fh:
             np.savez(fh, **arrays)  # type: ignore[arg-type]
-        png_paths: dict[str, list[str | None]] = {}
+        png_paths: dict[str, list[list[str] | None]] = {}  # per method and image: one path per rank
         for m in methods:
             png_paths[m] = [None] * len(errors)
             if pngs is not None:
+                ranked = np.asarray(res[f"{m}__heatmap"]).ndim == 4  # --target top5: (n, ranks, H, W)
+                ranks = np.asarray(res[f"{m}__heatmap"]).shape[1] if ranked else 1
                 for j in np.flatnonzero(ok):
-                    stem = Path(str(res["path"][j])).stem  # demo://7 -> 7
-                    png_paths[m][j] = f"png/{m}/{int(res['image_id'][j])}_{stem}.png"
-                pngs(res, np.flatnonzero(ok), m, [self.out / p if p else None for p in png_paths[m]])
-        rows = []
-        store_index = np.cumsum(ok) - 1
-        for i, err in enumerate(errors):
-            label = int(res["label"][i])
-            for m in methods:
-                targets = np.asarray(res[f"{m}__target"][i]).reshape(-1)
-                for r in range(len(targets)):
-                    rows.append({
-                        "image_id": int(res["image_id"][i]), "path": str(res["path"][i]),
-                        "label": label if label >= 0 else None,
-                        "predicted": int(res["predicted"][i]) if not err else None,
-                        "target": int(targets[r]) if not err else None, "rank": r,
-                        "score": float(np.asarray(res[f"{m}__score"][i]).reshape(-1)[r]) if not err else None,
-                        "prob": float(np.asarray(res[f"{m}__prob"][i]).reshape(-1)[r]) if not err else None,
-                        "top5": [int(v) for v in res["top5"][i]] if not err else None,
-                        "top5_prob": [float(v) for v in res["top5_prob"][i]] if not err else None,
-                        "method": m, "store": store if not err else None, "store_key": m if not err else None,
-                        "store_index": int(store_index[i]) if not err else None,
-                        "png": png_paths[m][i] if r == 0 else None,
-                        "status": "failed" if err else "ok", "error": err or None,
-                        "elapsed_s": float(res[f"{m}__elapsed"][i]),
-                    })
-        table = pa.Table.from_pylist(rows, schema=manifest_schema())
+                    base = f"png/{m}/{int(res['image_id'][j])}_{Path(str(res['path'][j])).stem}"  # demo://7 -> 7
+                    png_paths[m][j] = [f"{base}_top{r + 1}.png" for r in range(ranks)] if ranked else [f"{base}.png"]
+                pngs(res, np.flatnonzero(ok), m, [[self.out / p for p in ps] if ps else None for ps in png_paths[m]])
+        table = _part_rows(res, methods, ok, errors, store, png_paths)
         with atomic_path(self.state / f"{name}.parquet") as tmp:
             pq.write_table(table, tmp)
+        self._written[part] = table  # write_manifest need not read it back
         return {"ok": int(ok.sum()), "failed": int((~ok).sum())}
 
     def close(self) -> None:
@@ -273,12 +256,73 @@ class RunFolder:
         import pyarrow.parquet as pq
 
         parts = sorted(self.done_parts().items())
-        tables = [pq.read_table(p, schema=manifest_schema()) for _, p in parts]
+        tables = [(self._written[k] if k in self._written else pq.read_table(p, schema=manifest_schema())) for k, p in parts]
         table = pa.concat_tables(tables) if tables else manifest_schema().empty_table()
         table = table.sort_by([("image_id", "ascending"), ("method", "ascending"), ("rank", "ascending")])
         with atomic_path(self.out / "manifest.parquet") as tmp:
             pq.write_table(table, tmp)
         return table
+
+
+def _rows(a: np.ndarray, ok: np.ndarray) -> np.ndarray:
+    """``a[ok]``, without a copy when every row is kept."""
+    return a if ok.all() else a[ok]
+
+
+def _part_rows(
+    res: dict[str, Any], methods: tuple[str, ...], ok: np.ndarray, errors: list[str], store: str,
+    png_paths: dict[str, list[list[str] | None]],
+) -> Any:
+    """A part's manifest rows, one per (image, method, rank) in that order, built column by column.
+
+    A failed image's rows keep image_id, path, label, method, rank, status, error and
+    elapsed_s; its other fields are null.
+    """
+    import pyarrow as pa
+
+    n, m_count = len(errors), len(methods)
+    ranks = int(np.asarray(res[f"{methods[0]}__target"]).reshape(n, -1).shape[1]) if n else 1
+    per = m_count * ranks  # rows per image
+    bad = np.repeat(~ok, per)
+
+    def per_image(a: Any) -> np.ndarray:
+        return np.repeat(np.asarray(a), per, axis=0)
+
+    def per_rank(col: str, dtype: Any) -> np.ndarray:  # (n, methods, ranks) flattened
+        return np.stack([np.asarray(res[f"{m}__{col}"], dtype).reshape(n, ranks) for m in methods], 1).reshape(-1)
+
+    def listed(values: np.ndarray, kind: Any) -> Any:
+        k = values.shape[1] if values.ndim == 2 else 0
+        flat = pa.array(values.reshape(-1), kind)
+        return pa.ListArray.from_arrays(pa.array(np.arange(len(values) + 1, dtype=np.int32) * k), flat, mask=pa.array(bad))
+
+    label = per_image(np.asarray(res["label"], np.int64))
+    rank = np.tile(np.arange(ranks, dtype=np.int64), n * m_count)
+    method = np.tile(np.repeat(np.array(methods, dtype=object), ranks), n)
+    png = np.array([[ps[r] if (ps := png_paths[m][i]) and r < len(ps) else None for m in methods for r in range(ranks)]
+                    for i in range(n)], dtype=object).reshape(-1)
+    elapsed = np.stack([np.asarray(res[f"{m}__elapsed"], np.float32) for m in methods], 1)
+    columns = {
+        "image_id": pa.array(per_image(np.asarray(res["image_id"], np.int64)), pa.int64()),
+        "path": pa.array(per_image(np.array([str(p) for p in res["path"]], dtype=object)), pa.string()),
+        "label": pa.array(label, pa.int64(), mask=label < 0),
+        "predicted": pa.array(per_image(np.asarray(res["predicted"], np.int64)), pa.int64(), mask=bad),
+        "target": pa.array(per_rank("target", np.int64), pa.int64(), mask=bad),
+        "rank": pa.array(rank, pa.int64()),
+        "score": pa.array(per_rank("score", np.float32), pa.float32(), mask=bad),
+        "prob": pa.array(per_rank("prob", np.float32), pa.float32(), mask=bad),
+        "top5": listed(per_image(np.asarray(res["top5"], np.int64).reshape(n, -1)), pa.int64()),
+        "top5_prob": listed(per_image(np.asarray(res["top5_prob"], np.float32).reshape(n, -1)), pa.float32()),
+        "method": pa.array(method, pa.string()),
+        "store": pa.array(np.full(n * per, store, dtype=object), pa.string(), mask=bad),
+        "store_key": pa.array(method, pa.string(), mask=bad),
+        "store_index": pa.array(per_image(np.cumsum(ok) - 1).astype(np.int64), pa.int64(), mask=bad),
+        "png": pa.array(png, pa.string()),
+        "status": pa.array(np.where(bad, "failed", "ok").astype(object), pa.string()),
+        "error": pa.array(per_image(np.array([e or None for e in errors], dtype=object)), pa.string()),
+        "elapsed_s": pa.array(np.repeat(elapsed, ranks, axis=1).reshape(-1), pa.float32()),
+    }
+    return pa.Table.from_pydict(columns, schema=manifest_schema())
 
 
 def concat_batches(batches: list[dict[str, Any]]) -> dict[str, Any]:
