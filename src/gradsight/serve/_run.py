@@ -79,6 +79,8 @@ class RunDir:
                 }
             if item["confidence"] is None and int(row["target"]) == item["predicted"] and row.get("prob") is not None:
                 item["confidence"] = float(row["prob"])
+            if int(row.get("rank") or 0) != 0:  # a top5 run: the viewer shows the top-ranked row
+                continue
             item["methods"][str(row["method"])] = {
                 "target": int(row["target"]),
                 "score": None if row.get("score") is None else float(row["score"]),
