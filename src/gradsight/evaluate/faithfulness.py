@@ -91,20 +91,34 @@ def perturbation_scores(
     :func:`pixel_ranks`, ``counts`` (S,) the number of top-ranked pixels taken from
     ``finish``. All N*S images are built chunk by chunk and go through
     :func:`gradsight.predict` ``batch_size`` at a time.
+
+    Each chunk is built with two vectorised bitwise passes over its float32 bits, exact
+    (no arithmetic touches a value): ``start ^ ((start ^ finish) & mask)``, the mask all
+    ones on the changed pixels (every channel) and zeros elsewhere. ``start ^ finish`` is
+    computed once per image.
     """
     from ..api import predict
 
     n, s = len(start), len(counts)
     h, w = image_shape(start, axis)
-    shape = (-1, 1, h, w) if axis == 1 else (-1, h, w, 1)
+    shape = start.shape[1:]
+    # (N, C, H*W) for channels first, (N, H*W, C) for channels last; the mask broadcasts over C
+    flat = (n, -1, h * w) if axis == 1 else (n, h * w, -1)
+    bits_start = np.ascontiguousarray(start, dtype=np.float32).view(np.uint32).reshape(flat)
+    bits_diff = bits_start ^ np.ascontiguousarray(finish, dtype=np.float32).view(np.uint32).reshape(flat)
+    ranks = np.asarray(ranks)
+    counts = np.asarray(counts, dtype=ranks.dtype)
     total = n * s
     out = np.empty(total, dtype=np.float64)
     for b0 in range(0, total, batch_size):
         idx = np.arange(b0, min(total, b0 + batch_size))
         img, pt = idx // s, idx % s
-        changed = (ranks[img] < counts[pt][:, None]).reshape(shape)
-        batch = np.where(changed, finish[img], start[img])
-        logits = predict(model, batch, **predict_options)
+        mask = np.negative((ranks[img] < counts[pt][:, None]).astype(np.uint32))  # 0 or 0xFFFFFFFF
+        mask = mask[:, None, :] if axis == 1 else mask[:, :, None]
+        bits = bits_diff[img]  # a copy (fancy indexing): the two passes below work in place
+        np.bitwise_and(bits, mask, out=bits)
+        np.bitwise_xor(bits, bits_start[img], out=bits)
+        logits = predict(model, bits.view(np.float32).reshape(len(idx), *shape), **predict_options)
         out[idx] = class_scores(logits, targets[img], prob)
     return out.reshape(n, s)
 
@@ -137,11 +151,16 @@ def _curve(
     outputs = predict(model, x, batch_size=batch_size, **predict_options)
     targets = targets_of(target, exp, outputs)
     sub = substrate_of(substrate, x, axis)
-    start, finish = (x, sub) if metric == "deletion" else (sub, x)
-    curves = perturbation_scores(
-        model, start, finish, pixel_ranks(maps), counts, targets,
+    # The clean image is one point of every curve (deletion: none changed; insertion: all
+    # restored): its score comes from the forward pass above, not a second one.
+    clean = class_scores(outputs, targets, prob)[:, None]
+    deleting = metric == "deletion"
+    start, finish = (x, sub) if deleting else (sub, x)
+    rest = perturbation_scores(
+        model, start, finish, pixel_ranks(maps), counts[1:] if deleting else counts[:-1], targets,
         prob=prob, batch_size=batch_size, axis=axis, **predict_options,
     )  # fmt: skip
+    curves = np.concatenate([clean, rest] if deleting else [rest, clean], axis=1)
     fractions = counts / hw
     auc = np.trapezoid(curves, fractions, axis=1)
     return CurveResult(metric, fractions, curves, auc, targets, k)
