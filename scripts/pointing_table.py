@@ -48,6 +48,23 @@ ROWS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         ("Grad-CAM++ `[relu4, bn3]`", "gradcam_plus_plus", {"layer": ["relu4", "bn3"]}),
         ("guided Grad-CAM `relu4`", "guided_gradcam", {}),
     ],
+    "demo-fine": [
+        ("Grad-CAM `relu5` (auto)", "gradcam", {}),
+        ('Grad-CAM `relu5`, `gate="guided"`', "gradcam", {"gate": "guided"}),
+        ("Grad-CAM++ `relu5`", "gradcam_plus_plus", {}),
+        ("XGrad-CAM `relu5`", "xgradcam", {}),
+        ("Layer-CAM `relu5`", "layercam", {}),
+        ("HiResCAM `relu5`", "hirescam", {}),
+        ("Eigen-CAM `relu5`", "eigencam", {}),
+        ("Score-CAM `relu5`", "scorecam", {"batch_size": 256}),
+        ("Grad-CAM `relu4` (16x16)", "gradcam", {"layer": "relu4"}),
+        ("Layer-CAM `relu3` (16x16)", "layercam", {"layer": "relu3"}),
+        ("Layer-CAM `relu1` (64x64)", "layercam", {"layer": "relu1"}),
+        ("Layer-CAM `[relu5, relu4]`", "layercam", {"layer": ["relu5", "relu4"]}),
+        ("Layer-CAM `[relu5, relu2]`", "layercam", {"layer": ["relu5", "relu2"]}),
+        ("Grad-CAM `[relu5, relu4]`", "gradcam", {"layer": ["relu5", "relu4"]}),
+        ("guided Grad-CAM `relu5`", "guided_gradcam", {}),
+    ],
 }
 
 
@@ -71,6 +88,7 @@ def main(argv: list[str] | None = None) -> int:
     p.add_argument("--n", type=int, default=1000)
     p.add_argument("--chunk", type=int, default=250)
     p.add_argument("--only", default=None, help="comma-separated methods to keep")
+    p.add_argument("--skip", default=None, help="comma-separated methods to leave out")
     args = p.parse_args(argv)
     model, info = load_model(args.model, framework="torch")
     data = generate(args.n, seed=TEST_SEED, size=info.input_size or 64)
@@ -81,8 +99,9 @@ def main(argv: list[str] | None = None) -> int:
     print("| method, layer | map | " + " | ".join(f"{t} px" for t in TOLERANCES) + " | energy | s |")
     print("|---|---|" + "---|" * len(TOLERANCES) + "---|---|")
     keep = set(args.only.split(",")) if args.only else None
+    skip = set(args.skip.split(",")) if args.skip else set()
     for label, method, options in rows_for(args.model):
-        if keep and method not in keep:
+        if (keep and method not in keep) or method in skip:
             continue
         t0 = time.perf_counter()
         small = gs.explain(model, x[:1], method, target=y[:1], **options)
