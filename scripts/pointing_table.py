@@ -64,6 +64,11 @@ ROWS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         ("Layer-CAM `[relu5, relu2]`", "layercam", {"layer": ["relu5", "relu2"]}),
         ("Grad-CAM `[relu5, relu4]`", "gradcam", {"layer": ["relu5", "relu4"]}),
         ("guided Grad-CAM `relu5`", "guided_gradcam", {}),
+        ('Grad-CAM `relu4`, `gate="guided"`', "gradcam", {"layer": "relu4", "gate": "guided"}),
+        ("Grad-CAM++ `relu4`", "gradcam_plus_plus", {"layer": "relu4"}),
+        ("Layer-CAM `relu4`", "layercam", {"layer": "relu4"}),
+        ("Layer-CAM `[relu5, relu4, relu3]`", "layercam", {"layer": ["relu5", "relu4", "relu3"]}),
+        ("Grad-CAM++ `[relu5, relu4]`", "gradcam_plus_plus", {"layer": ["relu5", "relu4"]}),
     ],
 }
 
