@@ -115,7 +115,9 @@ def main(argv: list[str] | None = None) -> float:
     args.out.parent.mkdir(parents=True, exist_ok=True)
     torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, args.out)
     print(f"final test accuracy (seed {TEST_SEED}, n={len(test)}): {acc:.4f}")
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KiB); wall time {time.perf_counter() - t_start:.1f}s")
+    print(
+        f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KiB); wall time {time.perf_counter() - t_start:.1f}s"
+    )
     return acc
 
 

@@ -110,7 +110,9 @@ def test_the_model_sees_each_curve_image_exactly_once_and_bit_exact(model, x, me
     if metric == "deletion":
         counts.append(4096)
     seen = np.concatenate(counting.batches[1:])
-    want = np.stack([np.where((ranks[i] < k).reshape(1, 64, 64), finish[i], start[i]) for i in range(3) for k in counts])
+    want = np.stack(
+        [np.where((ranks[i] < k).reshape(1, 64, 64), finish[i], start[i]) for i in range(3) for k in counts]
+    )
     np.testing.assert_array_equal(seen.view(np.uint32), want.view(np.uint32))
     np.testing.assert_array_equal(counting.batches[0], x)
     clean = torch.softmax(model(torch.from_numpy(x)), 1).detach().numpy()[np.arange(3), res.targets]
