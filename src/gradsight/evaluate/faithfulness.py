@@ -92,10 +92,13 @@ def perturbation_scores(
     ``finish``. All N*S images are built chunk by chunk and go through
     :func:`gradsight.predict` ``batch_size`` at a time.
 
-    Each chunk is built with two vectorised bitwise passes over its float32 bits, exact
-    (no arithmetic touches a value): ``start ^ ((start ^ finish) & mask)``, the mask all
-    ones on the changed pixels (every channel) and zeros elsewhere. ``start ^ finish`` is
-    computed once per image.
+    Each chunk is built exactly (no arithmetic touches a value) on the float32 bits:
+    ``start ^ ((start ^ finish) * changed)``, ``changed`` 1 on the changed pixels (every
+    channel) and 0 elsewhere (an integer product: exact); ``start ^ finish`` is computed
+    once per image. A chunk's
+    rows are consecutive steps of one or a few images: each image's rows take two
+    vectorised passes, broadcasting that image's bits over its steps (no gathered copies),
+    into one buffer reused by every chunk (``gs.predict`` copies its input).
     """
     from ..api import predict
 
@@ -110,15 +113,19 @@ def perturbation_scores(
     counts = np.asarray(counts, dtype=ranks.dtype)
     total = n * s
     out = np.empty(total, dtype=np.float64)
+    buffer = np.empty((min(batch_size, total), *bits_start.shape[1:]), dtype=np.uint32)
     for b0 in range(0, total, batch_size):
-        idx = np.arange(b0, min(total, b0 + batch_size))
+        b1 = min(total, b0 + batch_size)
+        idx = np.arange(b0, b1)
         img, pt = idx // s, idx % s
-        mask = np.negative((ranks[img] < counts[pt][:, None]).astype(np.uint32))  # 0 or 0xFFFFFFFF
-        mask = mask[:, None, :] if axis == 1 else mask[:, :, None]
-        bits = bits_diff[img]  # a copy (fancy indexing): the two passes below work in place
-        np.bitwise_and(bits, mask, out=bits)
-        np.bitwise_xor(bits, bits_start[img], out=bits)
-        logits = predict(model, bits.view(np.float32).reshape(len(idx), *shape), **predict_options)
+        bits = buffer[: b1 - b0]
+        for i in range(int(img[0]), int(img[-1]) + 1):  # the images this chunk's rows belong to
+            rows = slice(max(i * s, b0) - b0, min((i + 1) * s, b1) - b0)
+            changed = ranks[i] < counts[pt[rows], None]  # (steps, H*W) bool
+            changed = changed[:, None, :] if axis == 1 else changed[:, :, None]
+            np.multiply(bits_diff[i], changed, out=bits[rows])  # the bits times 0 or 1: exact
+            np.bitwise_xor(bits[rows], bits_start[i], out=bits[rows])
+        logits = predict(model, bits.view(np.float32).reshape(b1 - b0, *shape), **predict_options)
         out[idx] = class_scores(logits, targets[img], prob)
     return out.reshape(n, s)
 
