@@ -82,6 +82,43 @@ def test_matches_the_per_step_reference_loop(model, x, mode: str, substrate: str
         assert res.auc[i] == pytest.approx(rise_auc, abs=1e-6)
 
 
+class Counting(torch.nn.Module):
+    """The demo model, counting the samples and keeping every batch it is given."""
+
+    def __init__(self, inner: torch.nn.Module) -> None:
+        super().__init__()
+        self.inner = inner
+        self.batches: list[np.ndarray] = []
+
+    def forward(self, z: torch.Tensor) -> torch.Tensor:
+        self.batches.append(z.detach().numpy().copy())
+        return self.inner(z)
+
+
+@pytest.mark.parametrize("metric", ["deletion", "insertion"])
+def test_the_model_sees_each_curve_image_exactly_once_and_bit_exact(model, x, metric: str) -> None:
+    counting = Counting(model).eval()
+    maps = ev.random_maps(3, 64, 64, seed=4)
+    res = getattr(ev, metric)(counting, x, maps, step=1000, batch_size=4)  # 5 steps: 1000, ..., 4000, 4096
+    sizes = [len(b) for b in counting.batches]
+    assert sizes == [3, 4, 4, 4, 3] and sum(sizes) == 3 * 6  # the clean batch, then the 15 perturbed images
+    # every perturbed image is exactly where(rank < k, finish, start), bit for bit
+    sub = np.zeros_like(x) if metric == "deletion" else ev.rise_blur(x, axis=1)
+    start, finish = (x, sub) if metric == "deletion" else (sub, x)
+    ranks = ev.pixel_ranks(maps)
+    counts = [1000, 2000, 3000, 4000] if metric == "deletion" else [0, 1000, 2000, 3000, 4000]
+    if metric == "deletion":
+        counts.append(4096)
+    seen = np.concatenate(counting.batches[1:])
+    want = np.stack(
+        [np.where((ranks[i] < k).reshape(1, 64, 64), finish[i], start[i]) for i in range(3) for k in counts]
+    )
+    np.testing.assert_array_equal(seen.view(np.uint32), want.view(np.uint32))
+    np.testing.assert_array_equal(counting.batches[0], x)
+    clean = torch.softmax(model(torch.from_numpy(x)), 1).detach().numpy()[np.arange(3), res.targets]
+    np.testing.assert_allclose(res.curves[:, 0 if metric == "deletion" else -1], clean, atol=1e-6)
+
+
 def test_default_step_and_ties_and_a_partial_last_step(model, x) -> None:
     # Grad-CAM maps have exact ties (zeros after the ReLU): raster order decides; 4096 = 227 * 18 + 10
     maps = np.round(gs.explain(model, x, method="gradcam").heatmaps, 1)

@@ -112,6 +112,22 @@ def _load_shapes_net(framework: str) -> tuple[Any, ModelInfo]:
     return model, _shapes_info(framework, IMAGE_SIZE, "shapes demo model")
 
 
+def _load_shapes_net_fine(framework: str) -> tuple[Any, ModelInfo]:
+    from .shapes import IMAGE_SIZE
+
+    if framework == "keras":
+        raise ModelError("'demo-fine' is a PyTorch model only (it has no Keras twin); use --framework torch.")
+    try:
+        from .fine_model import load_fine_model
+    except ImportError as exc:
+        raise _needs("torch", exc) from exc
+    try:
+        model = load_fine_model()
+    except FileNotFoundError as exc:
+        raise ModelError(str(exc)) from exc
+    return model, _shapes_info(framework, IMAGE_SIZE, "shapes demo model with a 16x16 last stage")
+
+
 def _load_detector(framework: str) -> tuple[Any, ModelInfo]:
     try:
         if framework == "keras":
@@ -169,3 +185,4 @@ register(BundledModel("demo", "the bundled shapes CNN", _load_shapes_net))
 register(BundledModel("demo-detector", "the bundled tiny YOLO", _load_detector))
 register(BundledModel("demo-mlp", "the bundled 2-D MLP", _load_mlp, accepts_weights=False))
 register(BundledModel("demo-vit", "the bundled shapes ViT", _load_vit))
+register(BundledModel("demo-fine", "the shapes CNN with a 16x16 last stage, for finer CAMs", _load_shapes_net_fine))

@@ -135,20 +135,21 @@ def rise_blur(x: np.ndarray, axis: int, klen: int = 11, sigma: float = 5.0) -> n
     """The RISE reference blur: ``conv2d(x, gkern(11, 5), padding=5)`` channel by channel.
 
     The kernel is ``scipy.ndimage.gaussian_filter`` of an 11x11 unit impulse with sigma 5
-    (as in RISE's ``gkern``); the convolution pads with zeros, as ``conv2d`` does.
+    (as in RISE's ``gkern``); the convolution pads with zeros, as ``conv2d`` does. That
+    kernel is the outer product ``g g^T`` of the same filter applied to an 11-long impulse
+    (a Gaussian filter works axis by axis), so the blur runs as two 1-D passes over all
+    images and channels at once (22 instead of 121 products per pixel; equal to the 2-D
+    convolution up to rounding).
     """
-    from scipy.ndimage import correlate, gaussian_filter
+    from scipy.ndimage import correlate1d, gaussian_filter1d
 
-    delta = np.zeros((klen, klen))
-    delta[klen // 2, klen // 2] = 1.0
-    kern = gaussian_filter(delta, sigma)
-    out = np.empty_like(x)
-    xs = np.moveaxis(x, axis, 1)
-    os_ = np.moveaxis(out, axis, 1)  # a view: writing into it fills out
-    for i in range(xs.shape[0]):
-        for c in range(xs.shape[1]):
-            os_[i, c] = correlate(xs[i, c].astype(np.float64), kern, mode="constant", cval=0.0)
-    return out
+    delta = np.zeros(klen)
+    delta[klen // 2] = 1.0
+    g = gaussian_filter1d(delta, sigma)  # gaussian_filter(2-D impulse) == outer(g, g)
+    rows, cols = (2, 3) if axis == 1 else (1, 2)
+    out = correlate1d(x.astype(np.float64), g, axis=rows, mode="constant", cval=0.0)
+    out = correlate1d(out, g, axis=cols, mode="constant", cval=0.0)
+    return out.astype(np.float32)
 
 
 def substrate_of(substrate: Substrate, x: np.ndarray, axis: int) -> np.ndarray:

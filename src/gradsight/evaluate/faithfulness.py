@@ -91,20 +91,41 @@ def perturbation_scores(
     :func:`pixel_ranks`, ``counts`` (S,) the number of top-ranked pixels taken from
     ``finish``. All N*S images are built chunk by chunk and go through
     :func:`gradsight.predict` ``batch_size`` at a time.
+
+    Each chunk is built exactly (no arithmetic touches a value) on the float32 bits:
+    ``start ^ ((start ^ finish) * changed)``, ``changed`` 1 on the changed pixels (every
+    channel) and 0 elsewhere (an integer product: exact); ``start ^ finish`` is computed
+    once per image. A chunk's
+    rows are consecutive steps of one or a few images: each image's rows take two
+    vectorised passes, broadcasting that image's bits over its steps (no gathered copies),
+    into one buffer reused by every chunk (``gs.predict`` copies its input).
     """
     from ..api import predict
 
     n, s = len(start), len(counts)
     h, w = image_shape(start, axis)
-    shape = (-1, 1, h, w) if axis == 1 else (-1, h, w, 1)
+    shape = start.shape[1:]
+    # (N, C, H*W) for channels first, (N, H*W, C) for channels last; the mask broadcasts over C
+    flat = (n, -1, h * w) if axis == 1 else (n, h * w, -1)
+    bits_start = np.ascontiguousarray(start, dtype=np.float32).view(np.uint32).reshape(flat)
+    bits_diff = bits_start ^ np.ascontiguousarray(finish, dtype=np.float32).view(np.uint32).reshape(flat)
+    ranks = np.asarray(ranks)
+    counts = np.asarray(counts, dtype=ranks.dtype)
     total = n * s
     out = np.empty(total, dtype=np.float64)
+    buffer = np.empty((min(batch_size, total), *bits_start.shape[1:]), dtype=np.uint32)
     for b0 in range(0, total, batch_size):
-        idx = np.arange(b0, min(total, b0 + batch_size))
+        b1 = min(total, b0 + batch_size)
+        idx = np.arange(b0, b1)
         img, pt = idx // s, idx % s
-        changed = (ranks[img] < counts[pt][:, None]).reshape(shape)
-        batch = np.where(changed, finish[img], start[img])
-        logits = predict(model, batch, **predict_options)
+        bits = buffer[: b1 - b0]
+        for i in range(int(img[0]), int(img[-1]) + 1):  # the images this chunk's rows belong to
+            rows = slice(max(i * s, b0) - b0, min((i + 1) * s, b1) - b0)
+            changed = ranks[i] < counts[pt[rows], None]  # (steps, H*W) bool
+            changed = changed[:, None, :] if axis == 1 else changed[:, :, None]
+            np.multiply(bits_diff[i], changed, out=bits[rows])  # the bits times 0 or 1: exact
+            np.bitwise_xor(bits[rows], bits_start[i], out=bits[rows])
+        logits = predict(model, bits.view(np.float32).reshape(b1 - b0, *shape), **predict_options)
         out[idx] = class_scores(logits, targets[img], prob)
     return out.reshape(n, s)
 
@@ -137,11 +158,16 @@ def _curve(
     outputs = predict(model, x, batch_size=batch_size, **predict_options)
     targets = targets_of(target, exp, outputs)
     sub = substrate_of(substrate, x, axis)
-    start, finish = (x, sub) if metric == "deletion" else (sub, x)
-    curves = perturbation_scores(
-        model, start, finish, pixel_ranks(maps), counts, targets,
+    # The clean image is one point of every curve (deletion: none changed; insertion: all
+    # restored): its score comes from the forward pass above, not a second one.
+    clean = class_scores(outputs, targets, prob)[:, None]
+    deleting = metric == "deletion"
+    start, finish = (x, sub) if deleting else (sub, x)
+    rest = perturbation_scores(
+        model, start, finish, pixel_ranks(maps), counts[1:] if deleting else counts[:-1], targets,
         prob=prob, batch_size=batch_size, axis=axis, **predict_options,
     )  # fmt: skip
+    curves = np.concatenate([clean, rest] if deleting else [rest, clean], axis=1)
     fractions = counts / hw
     auc = np.trapezoid(curves, fractions, axis=1)
     return CurveResult(metric, fractions, curves, auc, targets, k)
