@@ -154,7 +154,7 @@ def main() -> None:
         "    .venv/bin/python " + " ".join([Path(sys.argv[0]).as_posix(), *sys.argv[1:]]),
         "",
         f"- host: `{host}`, {os.cpu_count()} logical CPUs, load average at start {load:.2f}"
-        + (" (**busy machine: other jobs shared the cores; ratios are of interleaved runs**)" if load > 0.5 else ""),
+        + (" (**busy machine: other jobs shared the cores; ratios are of interleaved runs**)" if load > 1.0 else ""),
         f"- torch {torch.__version__}, gradsight {gs.__version__}, Python {platform.python_version()}",
         f"- load average at the end {os.getloadavg()[0]:.2f}; total wall time {time.perf_counter() - t_all:.0f} s",
         "",
