@@ -64,15 +64,18 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: in
 
 
 def fit(model: nn.Module, train: Any, test: Any, opt: torch.optim.Optimizer, sched: Any, epochs: int,
-        batch_size: int, gen: torch.Generator, clip: float | None = None) -> None:
+        batch_size: int, gen: torch.Generator, clip: float | None = None, frozen: Any = ()) -> None:
     """The training loop of the demo models: shuffled batches, augmentation, label smoothing 0.05,
-    optional gradient-norm clipping, one scheduler step per batch; a line per epoch."""
+    optional gradient-norm clipping, one scheduler step per batch; a line per epoch.
+    ``frozen``: modules kept in eval mode while the rest trains (a frozen trunk's BatchNorm)."""
     loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
     labels_t = torch.from_numpy(train.labels)
     steps_per_epoch = (len(train) + batch_size - 1) // batch_size
     for epoch in range(epochs):
         t0 = time.perf_counter()
         model.train()
+        for m in frozen:
+            m.eval()
         order = torch.randperm(len(train), generator=gen)
         total, correct, loss_sum = 0, 0, 0.0
         for s in range(steps_per_epoch):

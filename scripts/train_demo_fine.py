@@ -25,15 +25,15 @@ import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_demo import TEST_SEED, TRAIN_SEED, augment, evaluate, to_tensor
+from train_demo import TEST_SEED, TRAIN_SEED, fit, save_and_report
 
 try:
     from gradsight.demo.fine_model import FINE_WEIGHTS_PATH, ShapesNetFine
-    from gradsight.demo.shapes import CLASSES, generate
+    from gradsight.demo.shapes import generate
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from gradsight.demo.fine_model import FINE_WEIGHTS_PATH, ShapesNetFine
-    from gradsight.demo.shapes import CLASSES, generate
+    from gradsight.demo.shapes import generate
 
 
 TRUNK = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
@@ -81,40 +81,9 @@ def main(argv: list[str] | None = None) -> float:
     steps = (len(train) + args.batch_size - 1) // args.batch_size
     opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=1e-4)
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps, pct_start=0.2)
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    labels = torch.from_numpy(train.labels)
-    for epoch in range(args.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        for m in trunk:
-            m.eval()  # frozen BatchNorm keeps the demo's statistics
-        order = torch.randperm(len(train), generator=gen)
-        total, correct, loss_sum = 0, 0, 0.0
-        for s in range(steps):
-            idx = order[s * args.batch_size : (s + 1) * args.batch_size]
-            x = augment(to_tensor(train.images[idx.numpy()]), gen)
-            y = labels[idx]
-            out = model(x)
-            loss = loss_fn(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.item() * len(y)
-            correct += int((out.argmax(1) == y).sum())
-            total += len(y)
-        test_acc = float((evaluate(model, test.images, test.labels) == test.labels).mean())
-        print(f"epoch {epoch + 1:2d}/{args.epochs}  loss {loss_sum / total:.4f}  train acc {correct / total:.4f}  "
-              f"test acc {test_acc:.4f}  ({time.perf_counter() - t0:.1f}s)", flush=True)  # fmt: skip
+    fit(model, train, test, opt, sched, args.epochs, args.batch_size, gen, frozen=trunk)  # trunk BatchNorm: the demo's statistics
 
-    preds = evaluate(model, test.images, test.labels)
-    acc = float((preds == test.labels).mean())
-    for k, name in enumerate(CLASSES):
-        sel = test.labels == k
-        print(f"  {name:9s} {float((preds[sel] == k).mean()):.4f}  (n={int(sel.sum())})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    torch.save({k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}, args.out)
-    print(f"final test accuracy (seed {TEST_SEED}, n={len(test)}): {acc:.4f}")
+    acc = save_and_report(model, test, args.out)
     print(
         f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KiB); wall time {time.perf_counter() - t_start:.1f}s"
     )
