@@ -8,28 +8,30 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..targets import Target
-from ._cam import LayerMap, canonical_activation, check_4d, run_cam
+from ._cam import LayerMap, canonical_activation, check_layer, run_cam
 from ._common import MethodResult, outputs_numpy
 
 NOTE = "eigencam ignores the target: its map is the layer's first principal component (targets/scores are reported only)"
 
 
 def principal_maps(a: np.ndarray) -> np.ndarray:
-    """Eigen-CAM maps (N, h, w) of activations ``a`` (N, C, h, w), float64 SVD.
+    """Eigen-CAM maps (N, *spatial) of activations ``a`` (N, C, *spatial), float64 SVD.
 
-    Each sample's (h*w, C) matrix is centred over positions and projected on its first
+    1-D (N, C, l), 2-D (N, C, h, w) and 3-D (N, C, d, h, w) maps alike. Each sample's (h*w, C) matrix is centred over positions and projected on its first
     right singular vector; the sign makes the map correlate positively with sum_k A_k
     (an SVD's sign is arbitrary); then ReLU, like every CAM.
     """
-    n, c, h, w = a.shape
-    m = a.astype(np.float64).reshape(n, c, h * w).transpose(0, 2, 1)  # (N, hw, C)
+    n, c = a.shape[:2]
+    spatial = a.shape[2:]
+    hw = int(np.prod(spatial))
+    m = a.astype(np.float64).reshape(n, c, hw).transpose(0, 2, 1)  # (N, hw, C)
     m = m - m.mean(axis=1, keepdims=True)
     _, _, vt = np.linalg.svd(m, full_matrices=False)
     proj = np.einsum("npc,nc->np", m, vt[:, 0])  # centred, since m is
-    total = a.astype(np.float64).sum(1).reshape(n, h * w)
+    total = a.astype(np.float64).sum(1).reshape(n, hw)
     corr = np.einsum("np,np->n", proj, total - total.mean(1, keepdims=True))
     proj = proj * np.where(corr < 0, -1.0, 1.0)[:, None]
-    out: np.ndarray = np.maximum(proj, 0.0).reshape(n, h, w).astype(np.float32)
+    out: np.ndarray = np.maximum(proj, 0.0).reshape((n,) + spatial).astype(np.float32)
     return out
 
 
@@ -57,7 +59,7 @@ def eigencam(
 
     def one(ref: Any, with_input: bool) -> LayerMap:
         outputs, A, name = bk.forward_with_activation(model, x, ref, call, output)
-        check_4d(tuple(ops.shape(A)), name, "eigencam")
+        check_layer(bk, model, x, tuple(ops.shape(A)), name, "eigencam")
         scores, idx = target.scores(outputs, ops)
         cam = principal_maps(canonical_activation(bk, A))
         scores_np = ops.numpy(scores).astype(np.float32)

@@ -20,7 +20,7 @@ from .attention import attentions
 from .capture import PATCHING, capture_layer, find_layer, named_layers, wrap_call
 from .compiled import forward as compiled_forward
 from .compiled import forward_with_activation as compiled_forward_with_activation
-from .models import final_softmax, input_info, require_final_softmax
+from .models import conv_rank, final_softmax, input_info, require_final_softmax
 from .ops import KerasOps
 from .primitives import training_flag
 from .rules import apply_rule
@@ -115,6 +115,9 @@ class KerasBackend(Backend):
 
     def input_layout(self, model: keras.Model) -> str:
         return "channels_first" if input_info(model)[1] == "channels_first" else "channels_last"
+
+    def conv_rank(self, model: keras.Model) -> int | None:
+        return conv_rank(model)
 
     def activation_channel_axis(self) -> int:
         return -1

@@ -219,6 +219,10 @@ class TorchBackend(Backend):
     def input_layout(self, model: torch.nn.Module) -> str:
         return "channels_first"
 
+    def conv_rank(self, model: torch.nn.Module) -> int | None:
+        conv = _first_conv(model)
+        return None if conv is None else conv.weight.dim() - 2
+
     def activation_channel_axis(self) -> int:
         return 1
 
