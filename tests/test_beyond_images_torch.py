@@ -254,3 +254,12 @@ def test_resize_nd_matches_interpolate():
         a = rng.standard_normal(shape).astype(np.float32)
         ref = F.interpolate(torch.from_numpy(a)[:, None], size=size, mode=mode, align_corners=False)[:, 0]
         np.testing.assert_allclose(gs.maps.resize(a, size), ref.numpy(), atol=1e-6)
+
+
+@pytest.mark.parametrize("make, x, permute", [
+    (_cnn1d, torch.randn(2, 40, 2), r"x.permute\(0, 2, 1\)"),
+    (_cnn3d, torch.randn(2, 6, 8, 10, 2), r"x.permute\(0, 4, 1, 2, 3\)"),
+])
+def test_channels_last_signals_and_volumes_say_how_to_permute(make, x, permute):
+    with pytest.raises(gs.InputError, match=permute):
+        gs.saliency(make(), x)

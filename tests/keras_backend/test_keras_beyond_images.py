@@ -181,3 +181,11 @@ def test_keras_signal_and_volume_pictures(tmp_path):
         with Image.open(path) as im:
             pix = np.asarray(im.convert("RGB"))
         assert len(np.unique(pix.reshape(-1, 3), axis=0)) > 50
+
+
+@pytest.mark.parametrize("make, shape, order", [
+    (_cnn1d, (2, 2, 40), r"\(0, 2, 1\)"), (_cnn3d, (2, 2, 6, 8, 10), r"\(0, 2, 3, 4, 1\)"),
+])
+def test_channels_first_signals_and_volumes_say_how_to_transpose(make, shape, order):
+    with pytest.raises(gs.InputError, match=order):
+        gs.saliency(make(), np.zeros(shape, "float32"))

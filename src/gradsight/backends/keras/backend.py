@@ -54,6 +54,9 @@ def _shape_str(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("N" if i == 0 else ("?" if d is None else str(d)) for i, d in enumerate(shape)) + ")"
 
 
+_LAYOUTS = {3: ("(N, C, L)", "(N, L, C)"), 4: ("(N, C, H, W)", "(N, H, W, C)"), 5: ("(N, C, D, H, W)", "(N, D, H, W, C)")}
+
+
 class KerasBackend(Backend):
     """Backend for ``keras.Model`` (Keras 3 on TensorFlow); inputs channels-last, NHWC."""
 
@@ -101,12 +104,14 @@ class KerasBackend(Backend):
                     "with x[None]."
                 )
             c = expected[-1]
-            if len(shape) == 4 == len(expected) and fmt != "channels_first" and c is not None:
+            if len(shape) == len(expected) in _LAYOUTS and fmt != "channels_first" and c is not None:
                 if shape[-1] != c and shape[1] == c:
+                    first, last = _LAYOUTS[len(shape)]
+                    order = (0,) + tuple(range(2, len(shape))) + (1,)
                     raise InputError(
-                        f"x has shape {shape}, which looks channels-first (N, C, H, W), but this Keras model takes "
-                        f"channels-last (N, H, W, C) with C={c}; pass np.transpose(x, (0, 2, 3, 1)) "
-                        "(or tf.transpose(x, [0, 2, 3, 1]))."
+                        f"x has shape {shape}, which looks channels-first {first}, but this Keras model takes "
+                        f"channels-last {last} with C={c}; pass np.transpose(x, {order}) "
+                        f"(or tf.transpose(x, {list(order)}))."
                     )
             if len(expected) != len(shape) or any(e not in (None, s) for e, s in zip(expected[1:], shape[1:])):
                 raise InputError(f"x has shape {shape} but the model takes batches {_shape_str(expected)}.")
