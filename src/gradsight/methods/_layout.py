@@ -91,10 +91,10 @@ def cam_input(bk: Backend, model: Any, x: Any, method: str) -> InputKind:
     if kind.kind == "table":
         raise InputError(
             f"{method} weighs a layer's spatial positions and lays the map over the input, but x has shape "
-            f"{tuple(bk.ops.shape(x))}: a table (N samples, F features) has no spatial axes (its features have no "
-            "order and no neighbours), so there is no map to make. Explain tabular models with a gradient method "
-            "(saliency, smoothgrad, integrated_gradients, input_x_gradient: (N, F) attributions) and draw them "
-            "with gs.render.feature_bars."
+            f"{tuple(bk.ops.shape(x))}: a table (N samples, F features; or a flattened image) has no spatial axes "
+            "(its features have no order and no neighbours), so there is no map to make. Use a gradient method: "
+            "guided_backprop or saliency, smoothgrad, integrated_gradients, input_x_gradient ((N, F) attributions, "
+            "drawn by gs.render.feature_bars)."
         )
     return kind
 
