@@ -8,8 +8,8 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..errors import InputError
-from ..targets import Target
 from ..maps import resize
+from ..targets import Target
 from ._cam import LayerMap, canonical_activation, check_layer, run_cam
 from ._common import MethodResult, map_size, pinned_target, positive_int
 from ._layout import cam_input
