@@ -24,7 +24,7 @@ class Explanation:
     attributions:
         float32. Gradient methods and guided Grad-CAM: the input's shape and layout,
         signed, unnormalised. Grad-CAM: the ReLU'd map at the layer's resolution,
-        (N, h, w), unnormalised.
+        (N, h, w), unnormalised ((N, l) for 1-D signals, (N, d, h, w) for volumes).
     heatmaps:
         float32 in [0, 1] at the input resolution: (N, H, W) for images, (N, L) for 1-D
         signals, (N, D, H, W) for volumes; None for tables (N, F) (draw those with

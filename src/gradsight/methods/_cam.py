@@ -26,7 +26,7 @@ import numpy as np
 
 from .. import maps
 from ..backends.base import Backend, Gradients
-from ..errors import InputError, ModelError, UnknownOptionError
+from ..errors import InputError, UnknownOptionError
 from ..rules import RULES
 from ..targets import Target
 from ._common import (
@@ -41,7 +41,7 @@ from ._common import (
 from ._layout import cam_input, check_layer_rank, normalized
 from ._tokens import to_grid
 
-__all__ = ["LayerMap", "canonical_activation", "check_4d", "check_layer", "gradient_cam", "layer_tensors", "run_cam"]
+__all__ = ["LayerMap", "canonical_activation", "check_layer", "gradient_cam", "layer_tensors", "run_cam"]
 
 Weigh = Callable[[Any, Any, Any, int, tuple[int, ...]], Any]
 
@@ -56,14 +56,6 @@ class LayerMap:
     outputs: Any
     layer: str | None
     input_grad: np.ndarray | None = None  # guided backprop from the same pass, when asked
-
-
-def check_4d(shape: tuple[int, ...], layer: str | None, method: str) -> None:
-    if len(shape) != 4:
-        raise ModelError(
-            f"{method} needs a layer with a 4-D output (N, C, H, W); layer {layer!r} gives {tuple(shape)}. "
-            "Pick a convolutional layer (`gradsight layers --model ...` lists them)."
-        )
 
 
 def check_layer(bk: Backend, model: Any, x: Any, shape: tuple[int, ...], layer: str | None, method: str) -> None:
