@@ -263,3 +263,23 @@ def test_resize_nd_matches_interpolate():
 def test_channels_last_signals_and_volumes_say_how_to_permute(make, x, permute):
     with pytest.raises(gs.InputError, match=permute):
         gs.saliency(make(), x)
+
+
+class _EcaGate(nn.Module):
+    """ECA-Net's channel gate: a Conv1d over the pooled channels, (N, 1, C) -> sigmoid weights."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.conv = nn.Conv1d(1, 1, 3, padding=1, bias=False)
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        w = self.conv(x.mean((2, 3))[:, None])  # a 3-D "Conv" output after the last Conv2d
+        return x * torch.sigmoid(w)[:, 0, :, None, None]
+
+
+def test_auto_layer_skips_conv1d_gates_inside_an_image_cnn():
+    torch.manual_seed(6)
+    model = nn.Sequential(nn.Conv2d(3, 8, 3), nn.ReLU(), _EcaGate(), nn.AdaptiveAvgPool2d(1), nn.Flatten(),
+                          nn.Linear(8, 3)).eval()
+    exp = gs.gradcam(model, torch.randn(2, 3, 12, 12))
+    assert exp.layer == "2" and exp.attributions.shape == (2, 10, 10)  # the gated 2-D map, not the gate's (N, 1, 8)

@@ -15,8 +15,9 @@ The rule (also in the README):
 3. A model with no convolution: the last 4-D spatial layer call, as before (else the
    last spatial call of any rank).
 
-The chosen convolution's rank decides: a 1-D CNN's last ``Conv1d`` gives a 3-D map, a 3-D
-CNN's ``Conv3d`` a 5-D one; later calls are taken only at the same spatial size (so the
+Only convolutions of the first convolution's rank count (a 1-D CNN's ``Conv1d`` gives 3-D
+maps, a 3-D CNN's ``Conv3d`` 5-D ones; a ``Conv1d`` gate over channels inside a 2-D CNN,
+as in ECA-Net, is skipped); later calls are taken only at the same spatial size (so the
 same rank).
 
 Backends record ``(name, class name, output shape)`` per call and ask :func:`pick`;
@@ -61,6 +62,8 @@ def pick(kinds: Sequence[str], sizes: Sequence[tuple[int | None, int | None]]) -
     if not kinds:
         return None
     convs = [k for k, kind in enumerate(kinds) if is_conv(kind)]
+    if convs:  # the first convolution's rank is the input's: ECA-style Conv1d gates inside a 2-D CNN do not count
+        convs = [k for k in convs if len(sizes[k]) == len(sizes[convs[0]])]
     if not convs:
         images = [k for k, size in enumerate(sizes) if len(size) == 2]
         return (images or [len(kinds) - 1])[-1]
