@@ -8,14 +8,14 @@ from __future__ import annotations
 
 import numpy as np
 import pytest
-import torch
-import torch.nn.functional as F
 from PIL import Image
-from torch import nn
 
 import gradsight as gs
 from gradsight import render
 from gradsight.render._plots import NEGATIVE, POSITIVE
+
+torch = pytest.importorskip("torch")
+nn, F = torch.nn, torch.nn.functional
 
 CAMS = [m for m, spec in gs.methods.METHODS.items() if spec.uses_layer and m != "attention_rollout"]
 

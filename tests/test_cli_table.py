@@ -13,6 +13,8 @@ from gradsight.cli import main
 from gradsight.demo.mlp import make_moons
 from gradsight.models import load_model
 
+pytest.importorskip("torch")  # demo-mlp is a PyTorch model
+
 
 @pytest.fixture(scope="module")
 def points() -> np.ndarray:
