@@ -23,6 +23,7 @@ import gc
 import importlib.util
 import os
 import platform
+import shlex
 import socket
 import statistics
 import sys
@@ -38,6 +39,16 @@ HERE = Path(__file__).resolve().parent
 LAYER = "conv5_block3_out"
 TARGETS = {"saliency": 1.10, "gradcam": 1.10}  # gradsight / floor, from the issue
 PEER_TARGET = 4.0  # tf-keras-vis / gradsight, from the issue
+
+
+def build_cifar(quick: bool) -> tuple[Any, np.ndarray, list[int]]:
+    """The CIFAR ResNet-20 of ``keras_models.py`` (logits), 64 x 32 x 32 x 3 (8 with ``quick``)."""
+    sys.path.insert(0, str(HERE))
+    from keras_models import cifar_resnet
+
+    n = 8 if quick else 64
+    x = np.random.default_rng(1).normal(size=(n, 32, 32, 3)).astype(np.float32)
+    return cifar_resnet(), x, [(7 * i + 3) % 10 for i in range(n)]
 
 
 def build(quick: bool) -> tuple[Any, np.ndarray, list[int]]:
@@ -97,11 +108,14 @@ def peers(model: Any, layer: str, target: list[int]) -> tuple[dict[str, Callable
     }, f"tf-keras-vis {getattr(tf_keras_vis, '__version__', '?')}: measured"
 
 
+CLOCK = time.perf_counter  # --clock cpu: time.process_time (with --threads 1, for a busy machine)
+
+
 def timed(fn: Callable[[], Any]) -> float:
     gc.collect()
-    t0 = time.perf_counter()
+    t0 = CLOCK()
     fn()
-    return time.perf_counter() - t0
+    return CLOCK() - t0
 
 
 def interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, float]:
@@ -125,7 +139,23 @@ def main(argv: list[str] | None = None) -> int:
     p = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     p.add_argument("--quick", action="store_true", help="tiny input, 1 repeat (checks the script)")
     p.add_argument("--repeats", type=int, help="timed rounds per group (default 5; --quick: 1)")
+    p.add_argument("--model", choices=["resnet50", "cifar"], default="resnet50",
+                   help="resnet50: keras.applications.ResNet50 8x224^2 (default); cifar: a CIFAR ResNet-20 64x32^2 "
+                   "(logits, benchmarks/keras_models.py), issue 15's rows only")
+    p.add_argument("--groups", default=None, help="comma-separated parts of issue 15's group names to time "
+                   "(gradient CAMs, eigencam, input_x_gradient, integrated_gradients); the others are skipped")
+    p.add_argument("--cam-family", action="store_true", help="issue 15's rows only (no saliency/gradcam/tf-keras-vis)")
+    p.add_argument("--threads", type=int, default=None, help="TensorFlow intra- and inter-op threads")
+    p.add_argument("--clock", choices=["wall", "cpu"], default="wall", help="wall: perf_counter (default); cpu: "
+                   "process_time, for a busy machine, with --threads 1")
     args = p.parse_args(argv)
+    global CLOCK
+    CLOCK = time.process_time if args.clock == "cpu" else time.perf_counter
+    if args.threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.threads)
+        tf.config.threading.set_inter_op_parallelism_threads(args.threads)
     repeats = args.repeats or (1 if args.quick else 5)
     warnings.simplefilter("ignore")  # the softmax head warns (SaturationWarning) on every call
 
@@ -135,18 +165,24 @@ def main(argv: list[str] | None = None) -> int:
     import gradsight as gs
 
     load = os.getloadavg()[0]
-    model, x, target = build(args.quick)
+    cifar = args.model == "cifar"
+    family_only = args.cam_family or cifar
+    if cifar:
+        from keras_models import CIFAR_LAYER as layer
+    else:
+        layer = LAYER
+    model, x, target = build_cifar(args.quick) if cifar else build(args.quick)
     idx = np.array(target, np.int64)
-    floor = floors(model, LAYER)
-    peer, peer_note = peers(model, LAYER, target)
+    floor = floors(model, layer)
+    peer, peer_note = ({}, "tf-keras-vis: not run (--cam-family)") if family_only else peers(model, layer, target)
     mine = {
         "saliency": lambda: gs.saliency(model, x, target=target),
-        "gradcam": lambda: gs.gradcam(model, x, target=target, layer=LAYER),
+        "gradcam": lambda: gs.gradcam(model, x, target=target, layer=layer),
     }
     model(x[:1], training=False)  # process-wide one-time costs (kernels, thread pools) paid by nobody
 
     first: dict[str, float] = {}
-    for method in ("saliency", "gradcam"):
+    for method in () if family_only else ("saliency", "gradcam"):
         first[f"gradsight {method}"] = timed(mine[method])
         first[f"floor {method}"] = timed(lambda m=method: floor[m](x, idx))
         if method in peer:
@@ -156,7 +192,7 @@ def main(argv: list[str] | None = None) -> int:
         "saliency": rel_diff(mine["saliency"]().attributions, floor["saliency"](x, idx)),
         "gradcam": rel_diff(mine["gradcam"]().attributions, floor["gradcam"](x, idx)),
     }
-    if peer:
+    if peer and not family_only:
         checks["saliency vs tf-keras-vis (max_c |g|)"] = rel_diff(
             np.abs(mine["saliency"]().attributions).max(-1), peer["saliency"](x, normalize_map=False)
         )
@@ -170,15 +206,22 @@ def main(argv: list[str] | None = None) -> int:
     from cam_family import keras_cases
 
     TARGETS.update(CAM_FAMILY_TARGETS)
-    extra = keras_cases(model, x, target, LAYER, args.quick)
+    extra = keras_cases(model, x, target, layer, args.quick, ig_batch=128 if cifar else 16)
 
+    if args.groups:
+        wanted = [w.strip() for w in args.groups.split(",")]
+        extra = {k: v for k, v in extra.items() if any(w in k for w in wanted)}
     rows = []
-    for method, fns in extra.items():
-        fns["gradsight"]()  # forward-only passes trace at a shape's 2nd call: let the warm-up be that call
+    for fns in extra.values():
+        for name, fn in fns.items():
+            if not name.startswith("floor"):
+                fn()  # forward-only passes trace at a shape's 2nd call: let the warm-up be that call
         med = interleaved(dict(fns), repeats)
         floor_name = next(k for k in med if k.startswith("floor"))
-        rows.append((method, {"gradsight": med["gradsight"], "floor": med[floor_name]}))
-    for method in ("saliency", "gradcam"):
+        for name in med:
+            if name != floor_name:
+                rows.append((name, {"gradsight": med[name], "floor": med[floor_name]}))
+    for method in () if family_only else ("saliency", "gradcam"):
         fns = {"gradsight": mine[method], "floor": lambda m=method: floor[m](x, idx)}
         if method in peer:
             fns["tf-keras-vis"] = lambda m=method: peer[m](x)
@@ -189,9 +232,11 @@ def main(argv: list[str] | None = None) -> int:
         f"# gradsight Keras benchmark ({'quick' if args.quick else 'full'})",
         "",
         f"{socket.gethostname()}, {platform.processor() or platform.machine()}, Python {platform.python_version()}, "
-        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; ResNet50(weights=None), batch {x.shape}, "
+        f"TensorFlow {tf.__version__}, Keras {keras.__version__}; "
+        f"{'CIFAR ResNet-20 (keras_models.py, logits)' if cifar else 'ResNet50(weights=None)'} at {layer}, batch {x.shape}, "
         f"{repeats} rounds, medians. {peer_note}. Load average at start: {load:.2f}"
-        + (" (busy machine: ratios are noisy)." if load > 0.5 else "."),
+        + (" (busy machine: ratios are noisy)." if load > 0.5 else ".")
+        + (" **Clock: CPU time of this process (process_time), not wall time.**" if args.clock == "cpu" else ""),
         "",
         "| method | gradsight s | floor s | tf-keras-vis s | gradsight / floor (target) | tf-keras-vis / gradsight (target) |",
         "|---|---|---|---|---|---|",
@@ -205,9 +250,12 @@ def main(argv: list[str] | None = None) -> int:
     lines += [f"- {name}: {t:.2f}" for name, t in first.items()]
     lines += ["", "Agreement (max |a - b| / max |b|):", ""]
     lines += [f"- {name}: {v:.1e}" for name, v in checks.items()]
+    tag = ("-cifar" if cifar else "") + ("-cam-family" if args.cam_family and not cifar else "") + ("-quick" if args.quick else "")
+    lines.insert(2, f"Reproduce: `python benchmarks/bench_keras.py {shlex.join(argv if argv is not None else sys.argv[1:])}`")
+    lines.insert(3, "")
     report = "\n".join(lines) + "\n"
     print(report)
-    out = HERE / "results" / f"keras_{socket.gethostname()}{'-quick' if args.quick else ''}.md"
+    out = HERE / "results" / f"keras_{socket.gethostname()}{tag}.md"
     out.parent.mkdir(exist_ok=True)
     out.write_text(report)
     return 0

@@ -46,6 +46,7 @@ class NumpyOps(Ops):
     def max(self, t, axis, keepdims=False): return t.max(axis, keepdims=keepdims)
     def safe_div(self, a, b): return np.divide(a, b, out=np.zeros(np.broadcast(a, b).shape), where=b != 0)
     def resize(self, maps, size): return gs.maps.resize(maps, size)
+    def principal_projection(self, a, channel_axis): raise NotImplementedError  # no CAM method runs here
 
 
 class MLP:

@@ -143,33 +143,42 @@ def test_eigencam_matches_reference_and_ignores_target(net, x):
         np.testing.assert_allclose(exp.scores, net(x)[torch.arange(3), torch.tensor(TARGETS)].numpy(), rtol=1e-6)
 
 
-_REAL_SVD = np.linalg.svd
+def eigen_maps(a):
+    """gradsight's Eigen-CAM maps of numpy activations (N, C, h, w), with torch's ops."""
+    from gradsight.backends.torch.ops import TorchOps
 
-
-def _flipped_svd(m, full_matrices=True):
-    """numpy's SVD with both singular vectors' signs flipped (an equally valid SVD)."""
-    u, s, vt = _REAL_SVD(m, full_matrices=full_matrices)
-    return -u, s, -vt
+    return principal_maps(TorchOps(), torch.as_tensor(a, dtype=torch.float32), 1)
 
 
 def test_eigencam_sign_rule(monkeypatch):
     """An SVD's sign is arbitrary: the map must correlate positively with sum_k A_k, for any sign
     the activations' principal direction has (here both signs of a rank-one blob pattern)."""
+    from gradsight.backends.torch.ops import TorchOps
+
     rng = np.random.default_rng(0)
     blob = np.zeros((6, 6))
     blob[1:3, 3:5] = 1.0
+    real = TorchOps.principal_projection
     for direction in (np.array([1.0, 2.0, 0.5, 1.5]), np.array([1.0, -2.0, 0.5, -1.5]), -np.ones(4)):
         a = blob[None, None] * direction[None, :, None, None] + 0.01 * rng.standard_normal((1, 4, 6, 6))
-        m = principal_maps(a)[0]
+        m = eigen_maps(a)[0]
+        np.testing.assert_allclose(m, ref_eigencam(torch.as_tensor(a, dtype=torch.float32)).numpy()[0], atol=1e-6)
         total = a[0].sum(0)
         proj = np.where(m > 0, m, 0)
         assert np.corrcoef(proj.ravel(), total.ravel())[0, 1] > 0 or np.all(m == 0)
         if direction.sum() > 0:  # the blob is where the channel sum is high: the map lights it
             assert np.unravel_index(m.argmax(), m.shape) in {(1, 3), (1, 4), (2, 3), (2, 4)}
-        # the rule, not the SVD routine, picks the sign: an SVD returning the opposite sign gives the same map
+        # the rule, not the eigensolver, picks the sign: a solver returning the opposite sign gives the same map
         with monkeypatch.context() as mp:
-            mp.setattr(np.linalg, "svd", _flipped_svd)
-            np.testing.assert_allclose(principal_maps(a)[0], m)
+            mp.setattr(TorchOps, "principal_projection", lambda self, t, ax: -real(self, t, ax))
+            np.testing.assert_allclose(eigen_maps(a)[0], m)
+
+
+@pytest.mark.parametrize("shape", [(2, 5, 4, 3), (2, 40, 3, 4)], ids=["C<hw", "C>hw"])
+def test_eigencam_projection_both_gram_sides(shape):
+    """C x C covariance when C <= h*w, the h*w x h*w Gram matrix otherwise: both equal the SVD reference."""
+    a = torch.randn(shape, generator=torch.Generator().manual_seed(3))
+    assert_rel(eigen_maps(a.numpy()), ref_eigencam(a).numpy(), 1e-5)
 
 
 def test_scorecam_matches_reference_and_batch_size_does_not_matter(net, x):

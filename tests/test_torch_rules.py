@@ -186,3 +186,21 @@ def test_negative_slope_leaky_relu_keeps_the_input_sign(inplace):
     x, g = torch.tensor(FEATURES), torch.tensor(UPSTREAM)
     guided, _ = _rule_grad(lambda t: F.leaky_relu(t, -0.5, inplace=inplace), "guided", x, g)
     np.testing.assert_allclose(guided.numpy(), (g.clamp(min=0) * torch.where(x > 0, 1.0, -0.5)).numpy())
+
+
+@pytest.mark.parametrize("inplace", [False, True])
+def test_method_rule_inside_a_user_rule_block_wins(inplace):
+    """A method's own rule inside ``with gs.backward_rule(...)``: the innermost rule wins,
+    in-place ReLU included, and the outer block does not complain that it saw nothing."""
+    torch.manual_seed(3)
+    model = nn.Sequential(nn.Conv2d(3, 4, 3), nn.ReLU(inplace=inplace), nn.Conv2d(4, 4, 3),
+                          nn.ReLU(inplace=inplace), nn.Flatten(), nn.Linear(4 * 4 * 4, 3))
+    x = torch.randn(2, 3, 8, 8)
+    guided = gs.guided_backprop(model, x, target=1).attributions
+    deconv = gs.deconvnet(model, x, target=1).attributions
+    with gs.backward_rule(model, "deconvnet"):
+        inner = gs.guided_backprop(model, x, target=1).attributions
+        outer = gs.saliency(model, x, target=1).attributions  # the block's own rule
+    np.testing.assert_array_equal(inner, guided)
+    np.testing.assert_array_equal(outer, deconv)
+    assert not np.allclose(guided, deconv)

@@ -121,8 +121,12 @@ def _per_sample(xt: Any) -> dict[str, np.ndarray]:
             "constant": flat.max(1) == flat.min(1)}
 
 
-def prepared(bk: Any, model: Any, xt: Any, method: str | None = None, options: dict[str, Any] | None = None) -> None:
-    """Checks on the framework tensor ``xt`` (after ``bk.prepare_input``)."""
+def prepared(
+    bk: Any, model: Any, xt: Any, method: str | None = None, options: dict[str, Any] | None = None,
+    channels: bool = True,
+) -> None:
+    """Checks on the framework tensor ``xt`` (after ``bk.prepare_input``); ``channels=False``: not
+    against the first convolution's (one of several inputs, which that convolution may not read)."""
     rows = _per_sample(xt)
     if not rows["finite"].all():
         bad = np.flatnonzero(~rows["finite"])
@@ -132,7 +136,7 @@ def prepared(bk: Any, model: Any, xt: Any, method: str | None = None, options: d
             "meaningless. Fix or drop those samples (np.isfinite(x) shows where)."
         )
     shape = tuple(int(s) for s in bk.ops.shape(xt))
-    if bk.name == "torch" and len(shape) == 4:
+    if channels and bk.name == "torch" and len(shape) == 4:
         _check_torch_channels(model, shape)
     if method == "smoothgrad" and float((options or {}).get("noise", 0.15)) > 0:
         const = np.flatnonzero(rows["constant"])

@@ -18,7 +18,7 @@ from ._api_docs import doc
 from ._locks import locked
 from .backends import backend_for
 from .explanation import Explanation
-from .methods import get_method
+from .methods import _several, get_method
 from .methods._tokens import Tokens
 from .rules import Rule, get_rule
 from .targets import as_target
@@ -50,7 +50,9 @@ def explain(
     x:
         A batch in the model's own layout (PyTorch: (N, C, H, W); Keras: (N, H, W, C)),
         as a framework tensor or a numpy array, already preprocessed as the model
-        expects. Never modified.
+        expects. Never modified. Several inputs: a tuple (or list, or dict) of float batches
+        with one N, called as ``model(*x)`` (PyTorch; a dict: ``model(**x)``) or ``model(list(x))``
+        (Keras; a dict as it is); each is explained (see :mod:`gradsight.methods._several`).
     method:
         A name in ``gs.METHODS``: ``saliency``, ``smoothgrad``, ``deconvnet``, ``guided_backprop``,
         ``gradcam``, ``guided_gradcam``, ``gradcam_plus_plus``, ``xgradcam``, ``layercam``,
@@ -89,6 +91,9 @@ def explain(
     Returns
     -------
     Explanation
+        With several inputs, gradient methods give ``attributions`` in ``x``'s structure (one
+        array per input) and ``heatmaps`` likewise (None for inputs that are not images); CAM
+        methods keep their one map at the layer, resized to the first image-shaped input.
 
     The model is left exactly as it was, after success and after any error. Threads may call
     this on one model at once: calls on one model run one at a time (:mod:`gradsight._locks`),
@@ -103,12 +108,16 @@ def explain(
     tgt = as_target(_checks.target(target))  # numpy / tensor targets like lists
     output = tgt.output_for(output)  # a detector's target may need every scale
     bk = backend_for(model)
-    _checks.before(model, x)  # 1-D, empty, meta device
+    several = _several.before(model, x, spec.name, options)  # 1-D, empty, meta device; x a tuple: batch sizes
     with locked(model), bk.session(model, eval_mode, logits, *extra) as run:  # one call per model at a time
-        xt = run.prepare_input(model, x)
-        _checks.prepared(run, model, xt, spec.name, options)  # NaN/inf, channels, constant images
+        if several:  # packed into one (N, D) tensor that the session's model calls cut apart
+            run, xt = _several.prepare(run, model, x, spec.name, options)
+        else:
+            xt = run.prepare_input(model, x)
+            _checks.prepared(run, model, xt, spec.name, options)  # NaN/inf, channels, constant images
         result = spec.fn(run, model, xt, tgt, output=output, **options)
         _checks.after(spec.name, result)  # non-finite outputs, 1x1 Grad-CAM layer
+        result = _several.split(run, model, result)  # several inputs: one attribution per input
     return Explanation(
         method=spec.name,
         attributions=result.attributions,
@@ -139,16 +148,19 @@ def predict(
     reaching into a backend. ``x`` is in the model's layout, already preprocessed; with
     ``batch_size`` it goes through the model in chunks of that many samples (results are
     concatenated along the batch axis). ``output``, ``eval_mode`` and ``logits`` as in
-    :func:`explain`, as are ``forward_args`` / ``forward_kwargs``. The model is left exactly as it was.
+    :func:`explain`, as are ``forward_args`` / ``forward_kwargs`` and several inputs (``x`` a tuple,
+    list or dict of batches with one N). The model is left exactly as it was.
     """
     bk = backend_for(model)
-    _checks.before(model, x, allow_empty=True)
-    n = len(x)
-    step = n if not batch_size or batch_size >= n else int(batch_size)
+    several = _several.before(model, x, allow_empty=True)
     parts: list[np.ndarray] = []
     with locked(model), bk.session(model, eval_mode, logits, tuple(forward_args), forward_kwargs) as run:
+        if several:  # one (N, D) tensor, cut in chunks
+            run, x = _several.prepare(run, model, x)
+        n = len(x)
+        step = n if not batch_size or batch_size >= n else int(batch_size)
         for start in range(0, max(n, 1), max(step, 1)):
-            xt = run.prepare_input(model, x[start : start + step])
+            xt = x[start : start + step] if several else run.prepare_input(model, x[start : start + step])
             out = run.forward(model, xt, output=output)
             parts.append(np.asarray(bk.ops.numpy(out), dtype=np.float32))
     return parts[0] if len(parts) == 1 else np.concatenate(parts, axis=0)
@@ -346,7 +358,9 @@ def backward_rule(model: Any, rule: str | Rule) -> Iterator[Any]:
     own gradient code (``torch.autograd.grad``, ``loss.backward()``,
     ``tf.GradientTape``) inside the block sees the rule. On exit the model is as
     before; if the block ran a forward pass that overrode no activation,
-    :class:`~gradsight.errors.RuleNotAppliedError` is raised.
+    :class:`~gradsight.errors.RuleNotAppliedError` is raised. gradsight methods called in
+    the block take its rule, except those with a rule of their own (guided backprop,
+    deconvnet, guided Grad-CAM): the innermost rule wins.
 
     Example
     -------

@@ -24,11 +24,15 @@ class Explanation:
     attributions:
         float32. Gradient methods and guided Grad-CAM: the input's shape and layout,
         signed, unnormalised. Grad-CAM: the ReLU'd map at the layer's resolution,
-        (N, h, w), unnormalised ((N, l) for 1-D signals, (N, d, h, w) for volumes).
+        (N, h, w), unnormalised ((N, l) for 1-D signals, (N, d, h, w) for volumes). Several
+        inputs (``x`` a tuple, list or dict): gradient methods give one array per input in the
+        same structure; CAM methods one map.
     heatmaps:
         float32 in [0, 1] at the input resolution: (N, H, W) for images, (N, L) for 1-D
         signals, (N, D, H, W) for volumes; None for tables (N, F) (draw those with
-        :meth:`feature_bars`).
+        :meth:`feature_bars`). Several inputs, gradient methods: one per input in ``x``'s
+        structure, None for the inputs that are not images; pictures show the first
+        image-shaped input's maps.
     targets:
         int64 (N,) explained classes, or None when the target is not a class.
     scores:
@@ -50,8 +54,8 @@ class Explanation:
     """
 
     method: str
-    attributions: np.ndarray
-    heatmaps: np.ndarray | None
+    attributions: np.ndarray | tuple[np.ndarray, ...] | list[np.ndarray] | dict[str, np.ndarray]
+    heatmaps: np.ndarray | tuple[np.ndarray | None, ...] | list[np.ndarray | None] | dict[str, np.ndarray | None] | None
     targets: np.ndarray | None
     scores: np.ndarray
     outputs: Any
@@ -61,7 +65,7 @@ class Explanation:
     extras: dict[str, Any] = field(default_factory=dict, repr=False)
 
     def __len__(self) -> int:
-        return len(self.attributions)
+        return len(self.scores)
 
     @property
     def k(self) -> int | None:
@@ -71,7 +75,10 @@ class Explanation:
     def __repr__(self) -> str:
         layer = f", layer={self.layer!r}" if self.layer else ""
         targets = "" if self.targets is None else f", targets={self.targets.tolist()}"
-        return f"Explanation(method={self.method!r}, attributions={tuple(self.attributions.shape)}{layer}{targets})"
+        a = self.attributions
+        shapes = {k: tuple(v.shape) for k, v in a.items()} if isinstance(a, dict) else (
+            tuple(tuple(v.shape) for v in a) if isinstance(a, (tuple, list)) else tuple(a.shape))
+        return f"Explanation(method={self.method!r}, attributions={shapes}{layer}{targets})"
 
     @property
     def predictions(self) -> np.ndarray | None:
@@ -80,17 +87,24 @@ class Explanation:
 
     @property
     def kind(self) -> str:
-        """What was explained: ``"image"``, ``"signal"``, ``"volume"``, ``"table"`` (or ``"other"``)."""
+        """What was explained: ``"image"``, ``"signal"``, ``"volume"``, ``"table"``, ``"several"`` inputs (or ``"other"``)."""
+        heat = self.heatmaps
+        if isinstance(self.attributions, (tuple, list, dict)) or isinstance(heat, (tuple, list, dict)):
+            return "several"
         extra = 0 if self.k is None else 1
-        if self.heatmaps is None:
+        if heat is None:
             return "table" if np.ndim(self.attributions) - extra == 2 else "other"
-        return {2: "signal", 3: "image", 4: "volume"}.get(self.heatmaps.ndim - extra, "other")
+        return {2: "signal", 3: "image", 4: "volume"}.get(heat.ndim - extra, "other")
 
     def _require_heatmaps(self) -> np.ndarray:
-        if self.heatmaps is None:
+        heat: Any = self.heatmaps
+        if isinstance(heat, (tuple, list, dict)):  # several inputs: the first image-shaped one's maps
+            heat = next((h for h in (heat.values() if isinstance(heat, dict) else heat) if h is not None), None)
+        if heat is None:
             hint = " Draw its (N, F) attributions with exp.feature_bars() or exp.save()." if self.kind == "table" else ""
             raise ValueError(f"{self.method} explained an input that is not spatial; there are no heat maps to draw.{hint}")
-        return self.heatmaps
+        out: np.ndarray = heat
+        return out
 
     def feature_bars(self, names: Sequence[str] | None = None, top: int | None = 10,
                      class_names: Sequence[str] | None = None) -> list[Any]:

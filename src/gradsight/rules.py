@@ -124,12 +124,15 @@ class RuleReport:
     rule: the rule in force.
     overridden: rectifier calls that took the rule, by kind (``"relu"``, ``"leaky_relu"``, ...).
     unsupported: calls of other activations (GELU, ELU, ...), which kept their plain gradient.
+    superseded: rectifier calls that an inner rule took instead (a method's own rule run inside
+    a user's ``backward_rule`` block: the innermost rule wins).
     """
 
     def __init__(self, rule: Rule | RuleSwitch) -> None:
         self.rule = rule
         self.overridden: Counter[str] = Counter()
         self.unsupported: Counter[str] = Counter()
+        self.superseded: Counter[str] = Counter()
 
     @property
     def count(self) -> int:
@@ -144,7 +147,7 @@ class RuleReport:
                 f"their plain gradient: {names}.",
                 UnsupportedActivationWarning,
             )
-        if not self.count:
+        if not self.count and not self.superseded:
             raise RuleNotAppliedError(
                 f"{what}: the {self.rule.name!r} backward rule overrode no activation: the forward pass "
                 "called no ReLU or LeakyReLU inside the model (as a module/layer, an activation argument or "

@@ -195,3 +195,22 @@ def _lookup(dotted: str) -> object:
 
     module, _, attr = dotted.rpartition(".")
     return getattr(importlib.import_module(module), attr)
+
+
+def test_method_rule_inside_a_user_rule_block_and_the_compiled_cache() -> None:
+    """Inside a rule block the innermost rule wins; saliency there takes the block's rule,
+    and neither a trace made before the block nor one made inside it leaks across it."""
+    keras.utils.set_random_seed(4)
+    model = rectifier_net()
+    x = batch(2)
+    plain = gs.saliency(model, x, target=1).attributions  # traced and cached before the block
+    guided = gs.guided_backprop(model, x, target=1).attributions
+    deconv = gs.deconvnet(model, x, target=1).attributions
+    with gs.backward_rule(model, "deconvnet"):
+        inner = gs.guided_backprop(model, x, target=1).attributions
+        outer = gs.saliency(model, x, target=1).attributions
+    after = gs.saliency(model, x, target=1).attributions
+    assert_rel(inner, guided, 1e-6)
+    assert_rel(outer, deconv, 1e-6)
+    assert_rel(after, plain, 1e-6)
+    assert not np.allclose(plain, deconv)

@@ -26,7 +26,7 @@ from __future__ import annotations
 from abc import ABC, abstractmethod
 from collections.abc import Iterator
 from contextlib import AbstractContextManager, contextmanager
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
 
 import numpy as np
@@ -38,6 +38,7 @@ from .ops import Ops, Tensor
 if TYPE_CHECKING:
     from ..rules import Rule, RuleReport, RuleSwitch
     from ..targets import Target
+    from .several import Packing
 
 __all__ = [
     "AUTO", "Backend", "Capture", "Captured", "Gradients", "LayerChanged", "LayerRef", "Ops", "Primitives",
@@ -76,8 +77,12 @@ class Settings:
     logits: bool = False
     forward_args: tuple[Any, ...] = field(default=(), compare=False)  # passed to the model, not explained
     forward_kwargs: Any = field(default=None, compare=False)
+    inputs: Packing | None = None  # several inputs, packed into one tensor (see .several)
 
     def call(self, model: Any, x: Any, **kw: Any) -> Any:
+        if self.inputs is not None:
+            args, named = self.inputs.call_args(x)
+            return model(*args, *self.forward_args, **named, **dict(self.forward_kwargs or {}), **kw)
         return model(x, *self.forward_args, **dict(self.forward_kwargs or {}), **kw)
 
 
@@ -223,6 +228,18 @@ class Backend(ABC):
     @abstractmethod
     def prepare_input(self, model: Any, x: Any) -> Tensor:
         """A framework tensor of ``x`` on the model's device and dtype; ``x`` is not modified."""
+
+    spreads_inputs: bool = True
+    """Several inputs (:mod:`.several`): ``model(*x)`` / ``model(**x)``; False: the list or dict is one argument."""
+
+    def prepare_inputs(self, model: Any, xs: list[Any], names: tuple[str, ...]) -> list[Tensor]:
+        """Several inputs: each as :meth:`prepare_input` makes one (checked against the model's
+        input of that position or name, where the backend knows it)."""
+        return [self.prepare_input(model, x) for x in xs]
+
+    def with_inputs(self, packing: Packing) -> Backend:
+        """This session's backend, taking the packed input of ``packing`` (see :mod:`.several`)."""
+        return type(self)(replace(self.settings, inputs=packing))
 
     @abstractmethod
     def input_layout(self, model: Any) -> str:

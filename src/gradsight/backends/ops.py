@@ -73,3 +73,10 @@ class Ops(ABC):
     @abstractmethod
     def resize(self, maps: Tensor, size: tuple[int, int]) -> Tensor:
         """Bilinear resize of (B, h, w) maps to (B, H, W), ``align_corners=False`` (as :func:`gradsight.maps.resize`)."""
+    @abstractmethod
+    def principal_projection(self, a: Tensor, channel_axis: int) -> Tensor:
+        """(N, h, w) float32: each sample's (h*w x C) activations ``a`` (4-D, channels at
+        ``channel_axis``), centred over positions, projected on their first right singular
+        vector; the sign is arbitrary (the caller fixes it). Computed in float64 from the
+        smaller Gram matrix (C x C, or h*w x h*w when h*w < C) by a symmetric eigensolver:
+        ``M v`` for the top eigenvector v of ``MᵀM``, or ``sqrt(λ) u`` for the top (λ, u) of ``MMᵀ``."""

@@ -128,7 +128,7 @@ def explain_table(args: argparse.Namespace) -> None:
             for i in range(len(chunk)):
                 written = []
                 for m, e in exps.items():
-                    bars = render.feature_bars(e.attributions[i], names, args.top, title=" / ".join(
+                    bars = render.feature_bars(np.asarray(e.attributions)[i], names, args.top, title=" / ".join(
                         render.caption(e, i, None, info.class_name)))
                     written.append(render.save_png(bars, out / f"{stem}_row{start + i}_{m}.png"))
                 tqdm.write(_row_line(path, start + i, exps[methods[0]], i, names, args.top, info) +

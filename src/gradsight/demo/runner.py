@@ -26,6 +26,8 @@ from typing import Any
 
 import numpy as np
 
+from .._names import GRADIENT_IMAGE_METHODS, METHOD_TITLES
+
 __all__ = [
     "DEMO_SEED",
     "DemoResult",
@@ -43,26 +45,9 @@ __all__ = [
 DEMO_SEED = 2024
 """Seed of the demo's generated images (a seed the demo model never trained or was tested on)."""
 
-TITLES = {
-    "input": "input",
-    "saliency": "saliency",
-    "smoothgrad": "SmoothGrad",
-    "deconvnet": "deconvnet",
-    "guided_backprop": "guided backprop",
-    "gradcam": "Grad-CAM",
-    "guided_gradcam": "guided Grad-CAM",
-    "gradcam_plus_plus": "Grad-CAM++",
-    "xgradcam": "XGrad-CAM",
-    "layercam": "Layer-CAM",
-    "hirescam": "HiResCAM",
-    "eigencam": "Eigen-CAM",
-    "scorecam": "Score-CAM",
-    "integrated_gradients": "Integrated Gradients",
-    "input_x_gradient": "input x gradient",
-}
+TITLES = {"input": "input", **METHOD_TITLES}
 """Column titles of the grids, by method name."""
 
-GRADIENT_IMAGE_METHODS = ("deconvnet", "guided_backprop", "guided_gradcam")
 """Methods drawn as an RGB gradient image rather than a heat-map overlay."""
 
 SPARSE_HEAT_METHODS = ("saliency", "smoothgrad", "integrated_gradients", "input_x_gradient")

@@ -66,7 +66,7 @@ def maps_of(
         explanation = exp
     if isinstance(explanation, Explanation):
         exp = explanation
-        if exp.heatmaps is None or exp.heatmaps.ndim != 3:
+        if not isinstance(exp.heatmaps, np.ndarray) or exp.heatmaps.ndim != 3:  # None; one per input (a tuple)
             raise InputError(
                 f"the {exp.method} explanation has no (N, H, W) heat maps to rank pixels by "
                 "(one target per image is needed: not a TopK target)"

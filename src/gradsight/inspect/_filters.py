@@ -8,6 +8,7 @@ from typing import Any
 
 import numpy as np
 
+from .._locks import locked
 from ..backends import backend_for
 from ..errors import UnknownOptionError
 from ._layers import pick_layer
@@ -114,9 +115,10 @@ def filters(
     if max_kernels < 1 or max_channels < 1:
         raise UnknownOptionError(f"max_kernels and max_channels must be >= 1; got {max_kernels}, {max_channels}.")
     bk = backend_for(model)
-    convs = bk.conv_layers(model)
-    name, conv = pick_layer(bk, model, layer, convs, "2-D convolution")
-    k = bk.conv_kernel(conv)
+    with locked(model):  # a copy of the weights, not one another thread is changing (evaluate's sanity check)
+        convs = bk.conv_layers(model)
+        name, conv = pick_layer(bk, model, layer, convs, "2-D convolution")
+        k = bk.conv_kernel(conv)
     o, i, kh, kw = k.shape
     colour = conv is convs[0][1] and i == 3
     shown = k[:max_kernels] if colour else k[:max_kernels, :max_channels]
@@ -169,7 +171,9 @@ def weight_stats(model: Any, atol: float = 1e-3) -> list[WeightStat]:
         raise UnknownOptionError(f"atol must be >= 0; got {atol!r}.")
     bk = backend_for(model)
     rows = []
-    for layer, name, w, trainable in bk.weights(model):
+    with locked(model):
+        weights = list(bk.weights(model))
+    for layer, name, w, trainable in weights:
         v = w.astype(np.float64).ravel()
         rows.append(WeightStat(
             layer=layer, name=name, shape=tuple(int(s) for s in w.shape),

@@ -123,7 +123,8 @@ def run_cam(
         raise UnknownOptionError(f"guided must be True or False, got {guided!r}.")
     kind = cam_input(bk, model, x, name)
     size = map_size(bk, model, tuple(bk.ops.shape(x)))
-    if (guided or several) and (size is None or kind.channel_axis is None):
+    packed = kind.kind == "packed"  # several inputs: the maps are resized to the first image
+    if (guided or several) and (size is None or (kind.channel_axis is None and not packed)):
         raise InputError(
             f"{name} with guided=True or a list of layers needs batches with a channel axis: signals, images "
             "(N, C, H, W) / (N, H, W, C) or volumes."

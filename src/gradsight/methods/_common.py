@@ -13,7 +13,7 @@ from ..backends.base import Backend, Gradients
 from ..errors import UnknownOptionError, ZeroGradientWarning, warn
 from ._layout import input_kind, normalized
 
-__all__ = ["MethodResult", "positive_int", "pinned_target", "input_heatmaps", "spatial_size", "map_size", "warn_zero", "finish", "outputs_numpy", "per_target"]
+__all__ = ["MethodResult", "positive_int", "pinned_target", "input_heatmaps", "spatial_size", "map_size", "warn_zero", "finish", "outputs_numpy", "per_target", "sample_range"]
 
 
 @dataclass
@@ -34,15 +34,29 @@ def input_channel_axis(bk: Backend, model: Any) -> int:
 
 
 def spatial_size(bk: Backend, model: Any, shape: tuple[int, ...]) -> tuple[int, int] | None:
-    """(H, W) of an image batch in the model's layout, or None for other inputs (tables, signals, volumes)."""
+    """(H, W) of an image batch in the model's layout, or None for other inputs (tables, signals, volumes).
+
+    Several inputs (a packed (N, D) batch): the first image-shaped input's (H, W).
+    """
     kind = input_kind(bk, model, shape)
-    return (kind.size[0], kind.size[1]) if kind.kind == "image" else None
+    return (kind.size[0], kind.size[1]) if kind.kind in ("image", "packed") and len(kind.size) == 2 else None
 
 
 def map_size(bk: Backend, model: Any, shape: tuple[int, ...]) -> tuple[int, ...] | None:
-    """What maps are resized to: (L,) for signals, (H, W) for images, (D, H, W) for volumes; else None."""
+    """What maps are resized to: (L,) for signals, (H, W) for images (and packed inputs), (D, H, W) for volumes."""
     kind = input_kind(bk, model, shape)
     return kind.size if kind.spatial else None
+
+
+def sample_range(bk: Backend, xn: np.ndarray) -> np.ndarray:
+    """Each sample's max - min, shaped to broadcast against ``xn`` (N, ...); several (packed)
+    inputs: each input's own range over its part of the row (SmoothGrad's noise scale)."""
+    packing = bk.settings.inputs
+    if packing is not None and xn.ndim == 2:
+        return packing.ranges(xn)
+    flat = xn.reshape(len(xn), -1)
+    out: np.ndarray = (flat.max(1) - flat.min(1)).reshape((-1,) + (1,) * (xn.ndim - 1))
+    return out
 
 
 def per_target(fn: Any, arr: np.ndarray, k_axis: bool) -> Any:

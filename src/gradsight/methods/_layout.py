@@ -46,7 +46,8 @@ class InputKind:
     Attributes
     ----------
     kind:
-        ``"table"``, ``"signal"``, ``"image"``, ``"volume"``, or ``"other"`` (rank 6 and up).
+        ``"table"``, ``"signal"``, ``"image"``, ``"volume"``, ``"packed"`` (several inputs in
+        one (N, D) batch), or ``"other"`` (rank 6 and up).
     channel_axis:
         The axis of ``x`` holding channels (1 or the last), None for tables, gray (N, H, W)
         images and other ranks.
@@ -61,13 +62,20 @@ class InputKind:
     @property
     def spatial(self) -> bool:
         """True for signals, images and volumes (inputs a CAM map can be laid over)."""
-        return self.kind in ("signal", "image", "volume")
+        return self.kind in ("signal", "image", "volume") or (self.kind == "packed" and bool(self.size))
 
 
 def input_kind(bk: Backend, model: Any, shape: tuple[int, ...]) -> InputKind:
-    """The :class:`InputKind` of a batch of ``shape`` (in the model's layout) for ``model``."""
+    """The :class:`InputKind` of a batch of ``shape`` (in the model's layout) for ``model``.
+
+    Several inputs packed into one (N, D) batch (``bk.settings.inputs``) are ``"packed"``:
+    their size is the first image-shaped input's (H, W), () when none is.
+    """
     rank = len(shape)
     first = bk.input_layout(model) == "channels_first"
+    packing = getattr(bk.settings, "inputs", None)
+    if packing is not None and rank == 2 and shape[1] == packing.width:  # not one input's own part of it
+        return InputKind("packed", None, packing.image_size(not first) or ())
     if rank == 2:
         return InputKind("table", None, ())
     if rank == 3:

@@ -8,31 +8,41 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..targets import Target
-from ._cam import LayerMap, canonical_activation, check_layer, run_cam
+from ._cam import LayerMap, check_layer, run_cam
 from ._common import MethodResult, outputs_numpy
 
 NOTE = "eigencam ignores the target: its map is the layer's first principal component (targets/scores are reported only)"
 
 
-def principal_maps(a: np.ndarray) -> np.ndarray:
-    """Eigen-CAM maps (N, *spatial) of activations ``a`` (N, C, *spatial), float64 SVD.
+def principal_maps(ops: Any, A: Any, channel_axis: int) -> np.ndarray:
+    """Eigen-CAM maps (N, h, w) of 4-D activations ``A`` (a framework tensor, channels at ``channel_axis``).
 
-    1-D (N, C, l), 2-D (N, C, h, w) and 3-D (N, C, d, h, w) maps alike. Each sample's (h*w, C) matrix is centred over positions and projected on its first
-    right singular vector; the sign makes the map correlate positively with sum_k A_k
-    (an SVD's sign is arbitrary); then ReLU, like every CAM.
+    Each sample's (h*w, C) matrix is centred over positions and projected on its first
+    right singular vector (:meth:`Ops.principal_projection`: float64, on ``A``'s device);
+    the sign makes the map correlate positively with sum_k A_k (an SVD's sign is
+    arbitrary); then ReLU, like every CAM.
     """
-    n, c = a.shape[:2]
-    spatial = a.shape[2:]
-    hw = int(np.prod(spatial))
-    m = a.astype(np.float64).reshape(n, c, hw).transpose(0, 2, 1)  # (N, hw, C)
-    m = m - m.mean(axis=1, keepdims=True)
-    _, _, vt = np.linalg.svd(m, full_matrices=False)
-    proj = np.einsum("npc,nc->np", m, vt[:, 0])  # centred, since m is
-    total = a.astype(np.float64).sum(1).reshape(n, hw)
-    corr = np.einsum("np,np->n", proj, total - total.mean(1, keepdims=True))
-    proj = proj * np.where(corr < 0, -1.0, 1.0)[:, None]
-    out: np.ndarray = np.maximum(proj, 0.0).reshape((n,) + spatial).astype(np.float32)
+    proj = ops.principal_projection(A, channel_axis)  # (N, h, w), centred over positions
+    total = ops.sum(A, axis=channel_axis)
+    total = total - ops.mean(total, (1, 2), keepdims=True)
+    corr = ops.sum(proj * total, axis=(1, 2), keepdims=True)  # (N, 1, 1)
+    flip = 1.0 - 2.0 * ops.step(-corr)  # -1 where the correlation is negative
+    out: np.ndarray = ops.numpy(ops.relu(proj * flip)).astype(np.float32)
     return out
+
+
+def _principal_maps_nd(ops: Any, A: Any, channel_axis: int) -> np.ndarray:
+    """:func:`principal_maps` of a 1-D (N, C, l) or 3-D (N, C, d, h, w) layer too (channels at ``channel_axis``):
+    its positions are laid out as an (N, C, positions, 1) map (channels last: (N, positions, 1, C)) and back."""
+    shape = tuple(ops.shape(A))
+    if len(shape) == 4:
+        return principal_maps(ops, A, channel_axis)
+    ch = channel_axis % len(shape)
+    n, c = shape[0], shape[ch]
+    spatial = tuple(s for i, s in enumerate(shape) if i not in (0, ch))
+    p = int(np.prod(spatial))
+    flat = ops.reshape(A, (n, c, p, 1) if ch == 1 else (n, p, 1, c))
+    return principal_maps(ops, flat, 1 if ch == 1 else 3).reshape((n,) + spatial)
 
 
 def eigencam(
@@ -61,7 +71,7 @@ def eigencam(
         outputs, A, name = bk.forward_with_activation(model, x, ref, call, output)
         check_layer(bk, model, x, tuple(ops.shape(A)), name, "eigencam")
         scores, idx = target.scores(outputs, ops)
-        cam = principal_maps(canonical_activation(bk, A))
+        cam = _principal_maps_nd(ops, A, bk.activation_channel_axis())
         scores_np = ops.numpy(scores).astype(np.float32)
         if scores_np.ndim == 2:
             cam = np.repeat(cam[:, None], scores_np.shape[1], axis=1)

@@ -4,19 +4,20 @@ from __future__ import annotations
 
 from typing import Any
 
-import numpy as np
-
 from ..backends.base import Backend
 from ..targets import Target
-from ._common import MethodResult, input_heatmaps
-from .saliency import input_gradient
+from ._common import MethodResult, finish, input_heatmaps, warn_zero
 
 
 def input_x_gradient(bk: Backend, model: Any, x: Any, target: Target, *, output: Any = None) -> MethodResult:
     """x * dy/dx: (N, *input) signed, unnormalised ((N, k, *input) for k targets per sample)."""
-    res = input_gradient(bk, model, x, target, rule=None, output=output, name="input_x_gradient")
-    xn = bk.ops.numpy(x).astype(np.float32)
-    multi = res.scores.ndim == 2
-    attr = (res.attributions * (xn[:, None] if multi else xn)).astype(np.float32)
-    res.attributions, res.heatmaps = attr, input_heatmaps(bk, model, attr, k_axis=multi)
-    return res
+    ops = bk.ops
+    g = bk.gradients(model, x, target, rule=None, wrt_input=True, output=output)
+    targets, scores, outputs = finish(bk, g)
+    multi = scores.ndim == 2
+    warn_zero(ops.numpy(g.input_grad), outputs, "input_x_gradient", k_axis=multi)
+    shape = tuple(ops.shape(x))
+    # the product on the framework's tensors, then one copy to the host (no heat map of the bare gradient)
+    xs = ops.reshape(x, (shape[0], 1) + shape[1:]) if multi else x
+    attr = ops.numpy(g.input_grad * xs).astype("float32", copy=False)
+    return MethodResult(attr, input_heatmaps(bk, model, attr, k_axis=multi), targets, scores, outputs)

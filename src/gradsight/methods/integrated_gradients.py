@@ -9,7 +9,7 @@ import numpy as np
 from ..backends.base import Backend
 from ..errors import InputError, UnknownOptionError
 from ..targets import Target
-from ._common import MethodResult, input_heatmaps, pinned_target, positive_int, warn_zero
+from ._common import MethodResult, input_heatmaps, pinned_target, positive_int, sample_range, warn_zero
 from ._layout import input_kind
 
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
@@ -61,6 +61,9 @@ def baseline_array(bk: Backend, model: Any, x: Any, baseline: Any, seed: int | N
     """The baseline x' as float32 numpy of ``x``'s shape, in the model's layout."""
     xn = bk.ops.numpy(x).astype(np.float32)
     shape = xn.shape
+    packing = bk.settings.inputs
+    if packing is not None and isinstance(baseline, (tuple, list, dict)):  # one per input
+        return packing.pack_numpy(baseline, len(xn), "baseline")
     if isinstance(baseline, str):
         if baseline not in BASELINES:
             raise UnknownOptionError(
@@ -71,15 +74,22 @@ def baseline_array(bk: Backend, model: Any, x: Any, baseline: Any, seed: int | N
         last = axis is not None and axis == len(shape) - 1
         canon = np.moveaxis(xn, -1, 1) if last else xn
         if baseline == "blur":
+            if packing is not None:
+                raise InputError(
+                    "baseline='blur' blurs one image; with several inputs pass one baseline per input, e.g. "
+                    "baseline=(blurred_images, 0.0)."
+                )
             if canon.ndim != 4:
                 raise InputError("baseline='blur' needs image batches (N, C, H, W) or (N, H, W, C).")
             out = _blur(canon, BLUR_FRACTION * max(canon.shape[2:]))
         else:  # "uniform": per sample in [min x_i, max x_i], drawn in channels-first order (framework-free)
             flat = canon.reshape(len(canon), -1)
             lo = flat.min(1).reshape((-1,) + (1,) * (canon.ndim - 1))
-            hi = flat.max(1).reshape(lo.shape)
+            if packing is not None:  # several inputs: each in its own range
+                lo = np.concatenate([np.broadcast_to(flat[:, a:b].min(1, keepdims=True), (len(flat), b - a))
+                                     for a, b in packing.bounds], axis=1)
             rng = np.random.default_rng(seed)
-            out = lo + (hi - lo) * rng.random(canon.shape, dtype=np.float32)
+            out = lo + sample_range(bk, canon) * rng.random(canon.shape, dtype=np.float32)
         out = np.moveaxis(out, 1, -1) if last else out
         return np.ascontiguousarray(out, dtype=np.float32)
     if hasattr(baseline, "detach"):
@@ -113,7 +123,10 @@ def integrated_gradients(
     ``"riemann_middle"`` or ``"riemann_trapezoid"`` (the true trapezoid rule; see
     :func:`quadrature` for where Captum's differs). ``baseline`` x': a number, an array
     broadcastable to x (model layout), ``"blur"`` (x Gaussian-blurred, sigma 0.1 x max(H, W))
-    or ``"uniform"`` (uniform noise in each sample's value range, from ``seed``).
+    or ``"uniform"`` (uniform noise in each sample's value range, from ``seed``). Several inputs
+    (``x`` a tuple): the path runs from the baselines to the inputs, all at once; ``baseline`` is
+    a number or a tuple with one per input; ``"uniform"`` uses each input's own range;
+    ``extras["delta"]`` is the completeness error over all inputs together.
     The steps x N gradients run in batches of at most ``batch_size`` rows (memory flat in
     ``steps``); new batches keep the input's memory layout. The target's choices (e.g. the
     top-1 class) are made once, on x. ``attributions`` (N, *input) ((N, k, *input) for k

@@ -11,7 +11,7 @@ from ..backends.base import Backend
 from ..errors import UnknownOptionError
 from ..rules import RULES
 from ..targets import Target
-from ._common import MethodResult, input_heatmaps, pinned_target, positive_int, warn_zero
+from ._common import MethodResult, input_heatmaps, pinned_target, positive_int, sample_range, warn_zero
 from ._layout import input_kind
 
 BASES = {
@@ -48,7 +48,9 @@ def smoothgrad(
     grow with ``samples``; they keep the input's memory layout (a channels-last torch
     tensor stays channels-last). The noise for copy ``s`` comes from ``seed`` and ``s``
     only (numpy's generator, channels-first order), so results do not depend on
-    ``batch_size`` or the framework. What the target chooses from the outputs (top-1 /
+    ``batch_size`` or the framework. Several inputs (``x`` a tuple): every input gets noise,
+    sigma = ``noise`` x that input's own range, drawn over the inputs flattened in order (in
+    the model's layout, so for channels-last images it depends on the framework). What the target chooses from the outputs (top-1 /
     top-k classes, predicted pixels, detection cells) is chosen once, on the clean input.
     """
     if base not in BASES:
@@ -68,8 +70,7 @@ def smoothgrad(
     # The clean input's classes (pixels, cells) for every copy.
     scores, idx, clean_np, target = pinned_target(bk, bk.forward(model, x, output), target)
 
-    xn = ops.numpy(x).reshape(n, -1)
-    sigma = (noise * (xn.max(1) - xn.min(1))).astype(np.float32)
+    sigma = (noise * sample_range(bk, ops.numpy(x))).astype(np.float32)  # (N, 1, ...); several inputs: per input
     kind = input_kind(bk, model, shape)  # channels-last signals, images, volumes: noise drawn channels first
     channels_last = kind.channel_axis is not None and kind.channel_axis == len(shape) - 1
     canonical = (n, shape[-1]) + shape[1:-1] if channels_last else shape
@@ -79,7 +80,7 @@ def smoothgrad(
         eps = np.random.default_rng([root, s]).standard_normal(canonical, dtype=np.float32)
         if channels_last:
             eps = np.moveaxis(eps, 1, -1)
-        scaled: np.ndarray = eps * sigma.reshape((n,) + (1,) * (len(shape) - 1))
+        scaled: np.ndarray = eps * sigma
         return scaled
 
     acc = _Sums(ops, aggregate)

@@ -15,23 +15,11 @@ from typing import Any
 import numpy as np
 from PIL import Image, ImageDraw
 
+from .._names import GRADIENT_IMAGE_METHODS, METHOD_TITLES
 from ._color import colorize
 from ._compose import _font, _wrap
 
 __all__ = ["GRADIENT_IMAGE_METHODS", "METHOD_TITLES", "caption", "colorbar", "labelled", "with_colorbar"]
-
-METHOD_TITLES = {
-    "saliency": "saliency",
-    "smoothgrad": "SmoothGrad",
-    "deconvnet": "deconvnet",
-    "guided_backprop": "guided backprop",
-    "gradcam": "Grad-CAM",
-    "guided_gradcam": "guided Grad-CAM",
-}
-"""How each method is named in captions."""
-
-GRADIENT_IMAGE_METHODS = ("deconvnet", "guided_backprop", "guided_gradcam")
-"""Methods drawn as a signed RGB gradient image (mid-grey is zero), not a heat map."""
 
 _CAM_METHODS = ("gradcam", "guided_gradcam")
 

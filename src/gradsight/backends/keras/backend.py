@@ -23,7 +23,7 @@ from .compiled import forward_with_activation as compiled_forward_with_activatio
 from .models import conv_rank, final_softmax, input_info, require_final_softmax
 from .ops import KerasOps
 from .primitives import training_flag
-from .rules import apply_rule
+from .rules import apply_rule, rules_active
 from .trace import Key, compute, run, to_gradients
 
 if TYPE_CHECKING:
@@ -53,6 +53,40 @@ def _check_model(model: keras.Model) -> None:
 def _shape_str(shape: tuple[int | None, ...]) -> str:
     return "(" + ", ".join("N" if i == 0 else ("?" if d is None else str(d)) for i, d in enumerate(shape)) + ")"
 
+def _tensor(x: Any, expected: tuple[int | None, ...] | None, fmt: str | None, in_dtype: Any, name: str = "x") -> tf.Tensor:
+    """``x`` as a tensor of ``in_dtype``, checked against the model's ``expected`` input shape."""
+    if not (isinstance(x, np.ndarray) or tf.is_tensor(x)):
+        raise InputError(f"{name} must be a numpy array or a tf.Tensor, got {type(x).__name__}.")
+    dtype = tf.as_dtype(x.dtype)
+    if not dtype.is_floating:
+        raise InputError(
+            f"{name} has dtype {dtype.name}; gradients need a floating-point input. Convert and normalise it as the "
+            "model expects (e.g. x.astype('float32') / 255, or keras.applications.<net>.preprocess_input)."
+        )
+    shape = tuple(x.shape)
+    if len(shape) < 2:
+        raise InputError(f"{name} must be a batch with a leading batch axis; got shape {shape} (use x[None]).")
+    if expected is not None:
+        if len(expected) == len(shape) + 1 and all(e in (None, s) for e, s in zip(expected[1:], shape)):
+            raise InputError(
+                f"{name} has shape {shape} but the model takes batches {_shape_str(expected)}; add the batch axis "
+                "with x[None]."
+            )
+        c = expected[-1]
+        if len(shape) == len(expected) in _LAYOUTS and fmt != "channels_first" and c is not None:
+            if shape[-1] != c and shape[1] == c:
+                first, last = _LAYOUTS[len(shape)]
+                order = (0,) + tuple(range(2, len(shape))) + (1,)
+                raise InputError(
+                    f"{name} has shape {shape}, which looks channels-first {first}, but this Keras model takes "
+                    f"channels-last {last} with C={c}; pass np.transpose(x, {order}) "
+                    f"(or tf.transpose(x, {list(order)}))."
+                )
+        if len(expected) != len(shape) or any(e not in (None, s) for e, s in zip(expected[1:], shape[1:])):
+            raise InputError(f"{name} has shape {shape} but the model takes batches {_shape_str(expected)}.")
+    # tf tensors are immutable: the user's array is never modified.
+    return tf.cast(tf.convert_to_tensor(x), in_dtype)
+
 
 _LAYOUTS = {3: ("(N, C, L)", "(N, L, C)"), 4: ("(N, C, H, W)", "(N, H, W, C)"), 5: ("(N, C, D, H, W)", "(N, D, H, W, C)")}
 
@@ -64,6 +98,7 @@ class KerasBackend(Backend):
     ops = KerasOps()
     layout = "(N, H, W, C)"
     dense_kind = "Dense"
+    spreads_inputs = False  # several inputs go to the model as one list (or dict)
     parameter_layers = staticmethod(sanity.parameter_layers)
     randomized = staticmethod(sanity.randomized)
 
@@ -85,38 +120,26 @@ class KerasBackend(Backend):
         yield KerasBackend(Settings(eval_mode, logits, tuple(forward_args), forward_kwargs))
 
     def prepare_input(self, model: keras.Model, x: Any) -> tf.Tensor:
-        if not (isinstance(x, np.ndarray) or tf.is_tensor(x)):
-            raise InputError(f"x must be a numpy array or a tf.Tensor, got {type(x).__name__}.")
-        dtype = tf.as_dtype(x.dtype)
-        if not dtype.is_floating:
-            raise InputError(
-                f"x has dtype {dtype.name}; gradients need a floating-point input. Convert and normalise it as the "
-                "model expects (e.g. x.astype('float32') / 255, or keras.applications.<net>.preprocess_input)."
-            )
-        shape = tuple(x.shape)
-        if len(shape) < 2:
-            raise InputError(f"x must be a batch with a leading batch axis; got shape {shape} (use x[None]).")
-        expected, fmt, in_dtype = input_info(model)
-        if expected is not None:
-            if len(expected) == len(shape) + 1 and all(e in (None, s) for e, s in zip(expected[1:], shape)):
-                raise InputError(
-                    f"x has shape {shape} but the model takes batches {_shape_str(expected)}; add the batch axis "
-                    "with x[None]."
-                )
-            c = expected[-1]
-            if len(shape) == len(expected) in _LAYOUTS and fmt != "channels_first" and c is not None:
-                if shape[-1] != c and shape[1] == c:
-                    first, last = _LAYOUTS[len(shape)]
-                    order = (0,) + tuple(range(2, len(shape))) + (1,)
-                    raise InputError(
-                        f"x has shape {shape}, which looks channels-first {first}, but this Keras model takes "
-                        f"channels-last {last} with C={c}; pass np.transpose(x, {order}) "
-                        f"(or tf.transpose(x, {list(order)}))."
-                    )
-            if len(expected) != len(shape) or any(e not in (None, s) for e, s in zip(expected[1:], shape[1:])):
-                raise InputError(f"x has shape {shape} but the model takes batches {_shape_str(expected)}.")
-        # tf tensors are immutable: the user's array is never modified.
-        return tf.cast(tf.convert_to_tensor(x), in_dtype)
+        return _tensor(x, *input_info(model))
+
+    def prepare_inputs(self, model: keras.Model, xs: list[Any], names: tuple[str, ...]) -> list[tf.Tensor]:
+        """Each input checked against the model's symbolic input of its position (a dict: of its name)."""
+        fmt, dtype = input_info(model)[1:]
+        try:
+            inputs = list(getattr(model, "inputs", None) or [])
+        except (AttributeError, ValueError):  # subclassed models have no symbolic inputs
+            inputs = []
+        by_name = {str(getattr(t, "name", "")): t for t in inputs}
+        if all(n in by_name for n in names):
+            chosen: list[Any] = [by_name[n] for n in names]
+        elif len(inputs) == len(xs) and all(n.startswith("x[") for n in names):
+            chosen = inputs
+        else:
+            chosen = [None] * len(xs)
+        return [
+            _tensor(x, None if t is None else tuple(t.shape), fmt, dtype if t is None else t.dtype, n)
+            for x, n, t in zip(xs, names, chosen)
+        ]
 
     def input_layout(self, model: keras.Model) -> str:
         return "channels_first" if input_info(model)[1] == "channels_first" else "channels_last"
@@ -141,7 +164,9 @@ class KerasBackend(Backend):
 
     def compute(self, model: keras.Model, x: tf.Tensor, target: Target, request: Request) -> Gradients:
         key = Key.of(request, self.settings)
-        if self.settings.forward_args or self.settings.forward_kwargs:  # tensors a traced function would freeze
+        if self.settings.forward_args or self.settings.forward_kwargs or rules_active():
+            # eager: tensors a traced function would freeze; a user's rule block, which a
+            # cached trace would either miss or keep after the block
             out, meta = compute(model, key, x, target, self.ops)
         else:
             out, meta = run(model, key, x, target)

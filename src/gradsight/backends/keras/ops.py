@@ -90,6 +90,19 @@ class KerasOps(Ops):
         # half-pixel centres, no antialiasing: PyTorch's bilinear with align_corners=False
         return tf.image.resize(maps[..., None], tuple(size), method="bilinear")[..., 0]
 
+    def principal_projection(self, a: tf.Tensor, channel_axis: int) -> tf.Tensor:
+        last = tf.stop_gradient(a if channel_axis % 4 == 3 else tf.experimental.numpy.moveaxis(a, channel_axis, -1))
+        _, h, w, c = last.shape
+        m = tf.cast(tf.reshape(last, (-1, h * w, c)), tf.float64)
+        m = m - tf.reduce_mean(m, axis=1, keepdims=True)
+        if c <= h * w:
+            _, vec = tf.linalg.eigh(tf.matmul(m, m, transpose_a=True))
+            proj = tf.matmul(m, vec[..., -1:])
+        else:
+            val, vec = tf.linalg.eigh(tf.matmul(m, m, transpose_b=True))
+            proj = vec[..., -1:] * tf.sqrt(tf.maximum(val[:, -1:, None], 0.0))
+        return tf.cast(tf.reshape(proj, (-1, h, w)), tf.float32)
+
 
 class FedClassOps(KerasOps):
     """Ops for tracing a class target: the class ids come from a function argument.

@@ -102,6 +102,12 @@ def _current() -> _Active | None:
     return st if st is not None and st.depth > 0 and not st.busy else None
 
 
+def rules_active() -> bool:
+    """Whether a ``backward_rule`` block is open on this thread (its rule must reach every
+    forward pass inside it, so nothing is taken from or put into the compiled cache)."""
+    return bool(getattr(_local, "stack", None))
+
+
 def _first(args: tuple, kwargs: dict, names: tuple[str, ...]) -> tuple[Any, Callable[[Any], tuple[tuple, dict]]]:
     """The first argument and a function rebuilding (args, kwargs) around a new one."""
     if args:
@@ -154,6 +160,8 @@ def _rectifier_wrapper(original: Callable, kind: str) -> Callable:
             return original(*args, **kwargs)
         p = _params(kind, args, kwargs)
         st.report.overridden[_label(kind, p)] += 1
+        for outer in _local.stack[:-1]:  # the innermost rule wins; outer blocks are told
+            outer.report.superseded[_label(kind, p)] += 1
 
         def forward(t: tf.Tensor) -> tf.Tensor:
             a, k = rebuild(t)

@@ -187,22 +187,31 @@ class TorchBackend(Backend):
                         b.copy_(saved)
 
     def prepare_input(self, model: torch.nn.Module, x: Any) -> torch.Tensor:
+        return self._tensor(model, x, check_layout=True)
+
+    def prepare_inputs(self, model: torch.nn.Module, xs: list[Any], names: tuple[str, ...]) -> list[torch.Tensor]:
+        # which input the first convolution reads is not known: no layout guesses here
+        return [self._tensor(model, x, check_layout=False, name=n) for x, n in zip(xs, names)]
+
+    def _tensor(self, model: torch.nn.Module, x: Any, check_layout: bool, name: str = "x") -> torch.Tensor:
         if isinstance(x, np.ndarray):
             t = torch.from_numpy(np.ascontiguousarray(x))
         elif isinstance(x, torch.Tensor):
             t = x
         else:
-            raise InputError(f"x must be a torch.Tensor or a numpy array, got {type(x).__name__}.")
+            raise InputError(f"{name} must be a torch.Tensor or a numpy array, got {type(x).__name__}.")
         if not t.is_floating_point():
             raise InputError(
-                f"x has dtype {t.dtype}; gradients need a floating-point input. Convert and normalise it as "
+                f"{name} has dtype {t.dtype}; gradients need a floating-point input. Convert and normalise it as "
                 "the model expects (e.g. x.float() / 255, then the model's mean/std)."
             )
         if t.dim() < 2:
-            raise InputError(f"x must be a batch with a leading batch axis; got shape {tuple(t.shape)} (use x[None]).")
+            raise InputError(
+                f"{name} must be a batch with a leading batch axis; got shape {tuple(t.shape)} (use x[None])."
+            )
         param = next(model.parameters(), None)
         device, dtype = (param.device, param.dtype) if param is not None else (t.device, t.dtype)
-        conv = _first_conv(model)
+        conv = _first_conv(model) if check_layout else None
         if conv is not None:
             c, d = conv.in_channels, conv.weight.dim() - 2
             first, last = _LAYOUTS[d]

@@ -22,7 +22,7 @@ __all__ = ["dense_layers", "dense_params", "conv_layers", "conv_kernel", "weight
 
 
 def _np(t: torch.Tensor) -> np.ndarray:
-    return t.detach().cpu().float().numpy()
+    return t.detach().to("cpu", torch.float32, copy=True).numpy()  # a copy: never a view of live weights
 
 
 def dense_layers(model: nn.Module) -> list[tuple[str, Any]]:

@@ -92,6 +92,18 @@ class TorchOps(Ops):
         out = torch.nn.functional.interpolate(maps[:, None], size=tuple(size), mode="bilinear", align_corners=False)
         return out[:, 0]
 
+    def principal_projection(self, a: torch.Tensor, channel_axis: int) -> torch.Tensor:
+        last = torch.movedim(a.detach(), channel_axis % 4, -1)  # (N, h, w, C)
+        n, h, w, c = last.shape
+        m = last.reshape(n, h * w, c).double()
+        m = m - m.mean(1, keepdim=True)
+        if c <= h * w:
+            proj = m @ torch.linalg.eigh(m.transpose(1, 2) @ m).eigenvectors[..., -1:]
+        else:
+            val, vec = torch.linalg.eigh(m @ m.transpose(1, 2))
+            proj = vec[..., -1:] * val[:, -1:, None].clamp_min(0).sqrt()
+        return proj.reshape(n, h, w).float()
+
 
 def _channels_last(t: torch.Tensor) -> bool:
     """True for a 4-D tensor stored NHWC (``memory_format=torch.channels_last``) and not NCHW."""

@@ -9,6 +9,7 @@ calls; this does not. Only calls made while the model's own forward runs are cha
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Iterator
 from contextlib import contextmanager
 from typing import Any
@@ -52,11 +53,14 @@ class _RectifierRule(torch.autograd.Function):
     def forward(ctx: Any, x: torch.Tensor, slope: float, inplace: bool, rule: Rule | RuleSwitch) -> torch.Tensor:
         # sign(f(x)) == sign(x) unless the slope is negative; an in-place LeakyReLU with a
         # negative slope overwrites x, so only that case keeps a mask, taken first.
-        mask = x > 0 if slope < 0.0 and inplace else None
-        if slope == 0.0:
-            out = torch.relu_(x) if inplace else torch.relu(x)
-        else:
-            out = torch._C._nn.leaky_relu_(x, slope) if inplace else torch._C._nn.leaky_relu(x, slope)
+        # Plain kernels, unseen by any other rule mode: a method's rule inside a user's
+        # `with gs.backward_rule(...)` block replaces it rather than nesting within it.
+        with torch._C.DisableTorchFunction():
+            mask = x > 0 if slope < 0.0 and inplace else None
+            if slope == 0.0:
+                out = torch.relu_(x) if inplace else torch.relu(x)
+            else:
+                out = torch._C._nn.leaky_relu_(x, slope) if inplace else torch._C._nn.leaky_relu(x, slope)
         if inplace:
             ctx.mark_dirty(x)
         if mask is not None:
@@ -96,6 +100,15 @@ def _arg(args: tuple, kwargs: dict, pos: int, name: str, default: Any) -> Any:
 
 
 class _RuleMode(TorchFunctionMode):
+    # Per thread, like torch's mode stack: the modes entered and not yet left.
+    _local = threading.local()
+
+    @classmethod
+    def active(cls) -> list[_RuleMode]:
+        if not hasattr(cls._local, "modes"):
+            cls._local.modes = []
+        return cls._local.modes
+
     def __init__(self, report: RuleReport) -> None:
         super().__init__()
         self.report = report
@@ -113,6 +126,9 @@ class _RuleMode(TorchFunctionMode):
                         inplace = bool(_arg(args, kwargs, 2 if slope_pos else 1, "inplace", False))
                     slope = float(_arg(args, kwargs, slope_pos, "negative_slope", 0.01)) if slope_pos else 0.0
                     self.report.overridden[kind] += 1
+                    for outer in _RuleMode.active():
+                        if outer is not self and outer.depth > 0:
+                            outer.report.superseded[kind] += 1
                     return _RectifierRule.apply(x, slope, inplace, self.report.rule)
             elif getattr(func, "__name__", None) in _OTHER_ACTIVATIONS:
                 self.report.unsupported[func.__name__] += 1
@@ -139,7 +155,11 @@ def apply_rule(model: torch.nn.Module, rule: Rule | RuleSwitch) -> Iterator[Rule
     post = model.register_forward_hook(leave, always_call=True)
     try:
         with mode:
-            yield report
+            _RuleMode.active().append(mode)
+            try:
+                yield report
+            finally:
+                _RuleMode.active().remove(mode)
     finally:
         pre.remove()
         post.remove()
