@@ -17,6 +17,7 @@ import argparse
 import sys
 import time
 from pathlib import Path
+from typing import Any
 
 import numpy as np
 import torch
@@ -62,6 +63,55 @@ def evaluate(model: nn.Module, images: np.ndarray, labels: np.ndarray, batch: in
     return torch.cat(preds).numpy()
 
 
+def fit(model: nn.Module, train: Any, test: Any, opt: torch.optim.Optimizer, sched: Any, epochs: int,
+        batch_size: int, gen: torch.Generator, clip: float | None = None) -> None:
+    """The training loop of the demo models: shuffled batches, augmentation, label smoothing 0.05,
+    optional gradient-norm clipping, one scheduler step per batch; a line per epoch."""
+    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
+    labels_t = torch.from_numpy(train.labels)
+    steps_per_epoch = (len(train) + batch_size - 1) // batch_size
+    for epoch in range(epochs):
+        t0 = time.perf_counter()
+        model.train()
+        order = torch.randperm(len(train), generator=gen)
+        total, correct, loss_sum = 0, 0, 0.0
+        for s in range(steps_per_epoch):
+            idx = order[s * batch_size : (s + 1) * batch_size]
+            x = augment(to_tensor(train.images[idx.numpy()]), gen)
+            y = labels_t[idx]
+            out = model(x)
+            loss = loss_fn(out, y)
+            opt.zero_grad(set_to_none=True)
+            loss.backward()
+            if clip is not None:
+                nn.utils.clip_grad_norm_(model.parameters(), clip)
+            opt.step()
+            sched.step()
+            loss_sum += loss.item() * len(y)
+            correct += int((out.argmax(1) == y).sum())
+            total += len(y)
+        test_acc = float((evaluate(model, test.images, test.labels) == test.labels).mean())
+        print(
+            f"epoch {epoch + 1:2d}/{epochs}  loss {loss_sum / total:.4f}  train acc {correct / total:.4f}  "
+            f"test acc {test_acc:.4f}  ({time.perf_counter() - t0:.1f}s)",
+            flush=True,
+        )
+
+
+def save_and_report(model: nn.Module, test: Any, out: Path) -> float:
+    """Per-class and overall test accuracy printed, the ``state_dict`` written to ``out``; the accuracy."""
+    preds = evaluate(model, test.images, test.labels)
+    acc = float((preds == test.labels).mean())
+    for k, name in enumerate(CLASSES):
+        sel = test.labels == k
+        print(f"  {name:9s} {float((preds[sel] == k).mean()):.4f}  (n={int(sel.sum())})")
+    out.parent.mkdir(parents=True, exist_ok=True)
+    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
+    torch.save(state, out)
+    print(f"final test accuracy (seed {TEST_SEED}, n={len(test)}): {acc:.4f}")
+    return acc
+
+
 def main(argv: list[str] | None = None) -> float:
     parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
     parser.add_argument("--n-train", type=int, default=10000)
@@ -93,44 +143,9 @@ def main(argv: list[str] | None = None) -> float:
     sched = torch.optim.lr_scheduler.OneCycleLR(
         opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.2
     )
-    loss_fn = nn.CrossEntropyLoss(label_smoothing=0.05)
-    labels_t = torch.from_numpy(train.labels)
-
-    for epoch in range(args.epochs):
-        t0 = time.perf_counter()
-        model.train()
-        order = torch.randperm(len(train), generator=gen)
-        total, correct, loss_sum = 0, 0, 0.0
-        for s in range(steps_per_epoch):
-            idx = order[s * args.batch_size : (s + 1) * args.batch_size]
-            x = augment(to_tensor(train.images[idx.numpy()]), gen)
-            y = labels_t[idx]
-            out = model(x)
-            loss = loss_fn(out, y)
-            opt.zero_grad(set_to_none=True)
-            loss.backward()
-            opt.step()
-            sched.step()
-            loss_sum += loss.item() * len(y)
-            correct += int((out.argmax(1) == y).sum())
-            total += len(y)
-        test_acc = float((evaluate(model, test.images, test.labels) == test.labels).mean())
-        print(
-            f"epoch {epoch + 1:2d}/{args.epochs}  loss {loss_sum / total:.4f}  train acc {correct / total:.4f}  "
-            f"test acc {test_acc:.4f}  ({time.perf_counter() - t0:.1f}s)",
-            flush=True,
-        )
-
-    preds = evaluate(model, test.images, test.labels)
-    acc = float((preds == test.labels).mean())
-    for k, name in enumerate(CLASSES):
-        sel = test.labels == k
-        print(f"  {name:9s} {float((preds[sel] == k).mean()):.4f}  (n={int(sel.sum())})")
-    args.out.parent.mkdir(parents=True, exist_ok=True)
-    state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
-    torch.save(state, args.out)
+    fit(model, train, test, opt, sched, args.epochs, args.batch_size, gen)
+    acc = save_and_report(model, test, args.out)
     wall = time.perf_counter() - t_start
-    print(f"final test accuracy (seed {TEST_SEED}, n={len(test)}): {acc:.4f}")
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KiB); wall time {wall:.1f}s")
     if args.out.resolve() == WEIGHTS_PATH.resolve():
         # Keep the Keras twin's converted copy in step, so Keras users need no torch.

@@ -13,6 +13,7 @@ from typing import Any
 from ._api_docs import doc as _api_doc
 from .api import explain
 from .explanation import Explanation
+from .methods._tokens import Tokens
 
 __all__ = [
     "gradcam_plus_plus",
@@ -35,7 +36,10 @@ _CAM = """layer : str, layer object, a list of them, or None
         Which call of a layer that runs several times per forward pass.
     guided : bool, default False
         Guided backprop times the map resized to the input (as guided Grad-CAM does with
-        Grad-CAM); ``attributions`` are then input-shaped and ``extras["cam"]`` is the map."""
+        Grad-CAM); ``attributions`` are then input-shaped and ``extras["cam"]`` is the map.
+    tokens : gradsight.Tokens, optional
+        How a transformer layer's tokens (N, T, C) or a channels-last grid (N, H, W, C)
+        map to the image grid; found from the model when not given (see ``gs.gradcam``)."""
 
 _CAM_RESULT = """``attributions`` (N, h, w) at the layer's resolution, unnormalised ((N, k, h, w)
     for k targets per sample); ``heatmaps`` (N, H, W) resized to the input, in [0, 1]."""
@@ -48,8 +52,10 @@ def _doc(fn: Any) -> Any:
 
 def _cam(
     name: str, model: Any, x: Any, target: Any, layer: Any, call: int, guided: bool, output: Any, eval_mode: bool,
-    logits: bool, options: dict[str, Any],
+    logits: bool, options: dict[str, Any], tokens: Tokens | None = None,
 ) -> Explanation:
+    if tokens is not None:
+        options = {**options, "tokens": tokens}
     return explain(
         model, x, name, target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call, guided=guided,
         **options,
@@ -65,6 +71,7 @@ def gradcam_plus_plus(
     layer: Any = None,
     call: int = -1,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -82,7 +89,7 @@ def gradcam_plus_plus(
     {cam}
     {session}
     """
-    return _cam("gradcam_plus_plus", model, x, target, layer, call, guided, output, eval_mode, logits, options)
+    return _cam("gradcam_plus_plus", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens)
 
 
 @_doc
@@ -94,6 +101,7 @@ def xgradcam(
     layer: Any = None,
     call: int = -1,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -109,7 +117,7 @@ def xgradcam(
     {cam}
     {session}
     """
-    return _cam("xgradcam", model, x, target, layer, call, guided, output, eval_mode, logits, options)
+    return _cam("xgradcam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens)
 
 
 @_doc
@@ -121,6 +129,7 @@ def layercam(
     layer: Any = None,
     call: int = -1,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -136,7 +145,7 @@ def layercam(
     {cam}
     {session}
     """
-    return _cam("layercam", model, x, target, layer, call, guided, output, eval_mode, logits, options)
+    return _cam("layercam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens)
 
 
 @_doc
@@ -148,6 +157,7 @@ def hirescam(
     layer: Any = None,
     call: int = -1,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -163,7 +173,7 @@ def hirescam(
     {cam}
     {session}
     """
-    return _cam("hirescam", model, x, target, layer, call, guided, output, eval_mode, logits, options)
+    return _cam("hirescam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens)
 
 
 @_doc
@@ -175,6 +185,7 @@ def eigencam(
     layer: Any = None,
     call: int = -1,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -193,7 +204,7 @@ def eigencam(
     {cam}
     {session}
     """
-    return _cam("eigencam", model, x, target, layer, call, guided, output, eval_mode, logits, options)
+    return _cam("eigencam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens)
 
 
 @_doc
@@ -206,6 +217,7 @@ def scorecam(
     call: int = -1,
     batch_size: int = 32,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -228,7 +240,7 @@ def scorecam(
     """
     return _cam(
         "scorecam", model, x, target, layer, call, guided, output, eval_mode, logits,
-        dict(options, batch_size=batch_size),
+        dict(options, batch_size=batch_size), tokens,
     )
 
 

@@ -256,6 +256,11 @@ class Backend(ABC):
     def activation_channel_axis(self) -> int:
         """Channel axis of 4-D layer outputs (1 for NCHW, -1 for NHWC)."""
 
+    def channels_last_output(self, model: Any, layer: str | None, shape: tuple[int, ...]) -> bool:
+        """Whether ``layer``'s 4-D output is (N, H, W, C) although :meth:`activation_channel_axis`
+        says channels first (PyTorch: torchvision's Swin stages). False unless a backend knows better."""
+        return False
+
     @abstractmethod
     def find_layer(self, model: Any, layer: Any) -> LayerRef:
         """The layer named ``layer`` (or the layer object itself) in ``model``; LayerNotFoundError otherwise."""

@@ -148,7 +148,8 @@ def run(args: argparse.Namespace) -> None:
             cams = [m for m in uses_layer if m in exps]  # none when --method all skipped them (no spatial layer)
             if start == 0 and layer is None and cams:
                 plan.notes.append(f"Grad-CAM layer {exps[cams[0]].layer!r} (automatic: the last convolution's "
-                                  "output; --layer NAME to choose, 'gradsight layers' lists them)")
+                                  "output, on a transformer the input of the last block's attention; --layer NAME "
+                                  "to choose, 'gradsight layers' lists them)")
             plan.flush_notes()
             for i, name in enumerate(names[start:start + len(chunk)]):
                 if len(methods) > 1:

@@ -45,7 +45,11 @@ def run(args: argparse.Namespace) -> None:
     def is_spatial(s: Any) -> bool:
         return s is not None and len(s) == 4 and s[spatial[0]] * s[spatial[1]] > 1
 
-    auto = max((k for k, r in enumerate(rows) if r[0] == auto_name and is_spatial(r[2])), default=None)
+    def is_tokens(s: Any) -> bool:  # (N, T, C) of an image model: a transformer's patch tokens
+        return s is not None and len(s) == 3 and len(shape) == 4
+
+    auto = max((k for k, r in enumerate(rows) if r[0] == auto_name and (is_spatial(r[2]) or is_tokens(r[2]))),
+               default=None)
     table = [("layer", "type", "output shape")] + [
         (name, kind, "-" if s is None else str(tuple(s))) for name, kind, s in rows
     ]

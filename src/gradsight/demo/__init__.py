@@ -7,9 +7,10 @@
   ``gradsight.demo.mlp`` has the two-moons points.
 - ``gradsight.demo.model`` (needs torch) holds ``ShapesNet`` and ``load_demo_model``,
   which loads the bundled trained weights; ``keras_model`` its Keras twin;
-  ``detector`` / ``keras_detector`` the tiny YOLO detector; ``mlp`` the 2-D MLP.
+  ``detector`` / ``keras_detector`` the tiny YOLO detector; ``mlp`` the 2-D MLP;
+  ``vit`` the small vision transformer ``ShapesViT`` (PyTorch only).
 - ``gradsight.demo.registry`` names the bundled models (``demo``, ``demo-detector``,
-  ``demo-mlp``) for every command of the CLI and :func:`gradsight.models.load_model`.
+  ``demo-mlp``, ``demo-vit``) for every command of the CLI and :func:`gradsight.models.load_model`.
 - ``gradsight.demo.runner`` runs every method on a few images (``gradsight demo``).
 
 Importing this package imports nothing; each module loads what it needs.

@@ -16,6 +16,7 @@ Examples
 from __future__ import annotations
 
 from pathlib import Path
+from typing import TypeVar
 
 import torch
 from torch import nn
@@ -99,12 +100,18 @@ def load_demo_model() -> ShapesNet:
     FileNotFoundError
         If the weights file is missing (run ``python scripts/train_demo.py``).
     """
-    if not WEIGHTS_PATH.is_file():
+    return with_bundled_weights(ShapesNet(), WEIGHTS_PATH, "Demo weights", "scripts/train_demo.py")
+
+
+M = TypeVar("M", bound=nn.Module)
+
+
+def with_bundled_weights(model: M, path: Path, what: str, script: str) -> M:
+    """``model`` with the ``state_dict`` at ``path`` loaded (CPU), in eval mode; FileNotFoundError naming ``script``."""
+    if not path.is_file():
         raise FileNotFoundError(
-            f"Demo weights not found at {WEIGHTS_PATH}. Reinstall gradsight, or retrain them "
-            "with `python scripts/train_demo.py` from the repository root."
+            f"{what} not found at {path}. Reinstall gradsight, or retrain them "
+            f"with `python {script}` from the repository root."
         )
-    model = ShapesNet()
-    state = torch.load(WEIGHTS_PATH, weights_only=True, map_location="cpu")
-    model.load_state_dict(state)
+    model.load_state_dict(torch.load(path, weights_only=True, map_location="cpu"))
     return model.eval()

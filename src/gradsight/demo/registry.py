@@ -132,6 +132,22 @@ def _load_detector(framework: str) -> tuple[Any, ModelInfo]:
     return model, _shapes_info(framework, INPUT_SIZE, "tiny YOLO demo detector")
 
 
+def _load_vit(framework: str) -> tuple[Any, ModelInfo]:
+    from .shapes import IMAGE_SIZE
+
+    if framework == "keras":
+        raise ModelError("the demo ViT ('demo-vit') is a PyTorch model only; use --framework torch.")
+    try:
+        from .vit import load_demo_vit
+    except ImportError as exc:
+        raise _needs("torch", exc) from exc
+    try:
+        model = load_demo_vit()
+    except FileNotFoundError as exc:
+        raise ModelError(str(exc)) from exc
+    return model, _shapes_info(framework, IMAGE_SIZE, "shapes demo ViT")
+
+
 def _load_mlp(framework: str) -> tuple[Any, ModelInfo]:
     from . import mlp
 
@@ -152,3 +168,4 @@ def _load_mlp(framework: str) -> tuple[Any, ModelInfo]:
 register(BundledModel("demo", "the bundled shapes CNN", _load_shapes_net))
 register(BundledModel("demo-detector", "the bundled tiny YOLO", _load_detector))
 register(BundledModel("demo-mlp", "the bundled 2-D MLP", _load_mlp, accepts_weights=False))
+register(BundledModel("demo-vit", "the bundled shapes ViT", _load_vit))

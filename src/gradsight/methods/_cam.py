@@ -38,10 +38,10 @@ from ._common import (
     per_target,
     warn_zero,
 )
-from ._layout import cam_input, check_layer_rank, normalized
-from ._tokens import to_grid
+from ._layout import cam_input, normalized
+from ._tokens import Tokens, to_grid
 
-__all__ = ["LayerMap", "canonical_activation", "check_layer", "gradient_cam", "layer_tensors", "run_cam"]
+__all__ = ["LayerMap", "gradient_cam", "grid_activation", "layer_tensors", "run_cam"]
 
 Weigh = Callable[[Any, Any, Any, int, tuple[int, ...]], Any]
 
@@ -58,13 +58,8 @@ class LayerMap:
     input_grad: np.ndarray | None = None  # guided backprop from the same pass, when asked
 
 
-def check_layer(bk: Backend, model: Any, x: Any, shape: tuple[int, ...], layer: str | None, method: str) -> None:
-    """A layer output of ``shape`` must have the input's spatial rank (3-D for signals, 4-D for images, ...)."""
-    check_layer_rank(bk, cam_input(bk, model, x, method), tuple(shape), layer, method)
-
-
 def layer_tensors(
-    bk: Backend, model: Any, x: Any, g: Gradients
+    bk: Backend, model: Any, x: Any, g: Gradients, tokens: Tokens | None = None
 ) -> tuple[Any, Any, int, tuple[int, ...], bool]:
     """``(A, G, channel axis, spatial axes, multi)`` of a layer's gradients, ready to broadcast.
 
@@ -73,7 +68,7 @@ def layer_tensors(
     (N, k, ...) and ``A`` gains a size-1 k axis.
     """
     ops = bk.ops
-    A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer)
+    A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens)
     shape = tuple(ops.shape(A))
     spatial = tuple(a for a in range(1, len(shape)) if a != ch)
     multi = len(ops.shape(G)) == len(shape) + 1
@@ -83,15 +78,16 @@ def layer_tensors(
     return A, G, ch, spatial, multi
 
 
-def canonical_activation(bk: Backend, A: Any) -> np.ndarray:
-    """A layer output as numpy (N, C, *spatial), whatever the framework's layout (3-D to 5-D)."""
-    a = bk.ops.numpy(A)
-    return np.moveaxis(a, bk.activation_channel_axis() % a.ndim, 1) if a.ndim >= 3 else a
+def grid_activation(bk: Backend, model: Any, x: Any, A: Any, layer: str | None, tokens: Tokens | None) -> np.ndarray:
+    """A layer output as numpy (N, C, h, w) for the methods without a gradient (Eigen-CAM, Score-CAM):
+    token layers and channels-last grids through :func:`._tokens.to_grid`, as the gradient CAMs."""
+    grid, _, ch = to_grid(bk, model, x, A, None, layer, tokens)
+    return np.moveaxis(bk.ops.numpy(grid), ch, 1)
 
 
 def gradient_cam(
     bk: Backend, model: Any, x: Any, target: Target, *, layer: Any, call: int, output: Any, guided: bool,
-    name: str, weigh: Weigh,
+    name: str, weigh: Weigh, tokens: Tokens | None = None,
 ) -> MethodResult:
     """A CAM computed from one forward and one backward to the layer, per layer."""
 
@@ -100,7 +96,7 @@ def gradient_cam(
             model, x, target, rule=RULES["guided"] if with_input else None, layer=ref, call=call,
             wrt_input=with_input, output=output, layer_rule=RULES["plain"] if with_input else None,
         )
-        A, G, ch, spatial, multi = layer_tensors(bk, model, x, g)
+        A, G, ch, spatial, multi = layer_tensors(bk, model, x, g, tokens)
         cam = bk.ops.numpy(weigh(bk.ops, A, G, ch, spatial)).astype(np.float32)
         targets, scores, outputs = finish(bk, g)
         warn_zero(bk.ops.numpy(g.layer_grad), outputs, f"{name} at {g.layer!r}", k_axis=multi)

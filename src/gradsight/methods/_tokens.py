@@ -7,7 +7,9 @@ its maths, so vision transformers work with no user code:
   tokens (class, distillation, register tokens) are dropped and the T - prefix patch
   tokens laid out as an (h, w) grid, channels last;
 - (N, H, W, C) channels-last grids in a channels-first framework (torchvision's Swin):
-  with ``Tokens(layout="NHWC")``, or found for a torchvision Swin model.
+  with ``Tokens(layout="NHWC")``, or found by the backend
+  (:meth:`~gradsight.backends.base.Backend.channels_last_output`: in PyTorch a layer whose
+  LayerNorm / Linear sizes match the last axis, or a torchvision Swin model).
 
 Only for image inputs (4-D ``x``) unless ``tokens=`` is given: a 3-D layer output of a
 1-D signal model (and a 5-D one of a volume model) is a feature map, not tokens, and is
@@ -147,12 +149,12 @@ def token_grid(model: Any, size: tuple[int, int] | None, t: int, tokens: Tokens 
     return found, (side, side)
 
 
-def _channels_last_grid(model: Any, tokens: Tokens | None) -> bool:
+def _channels_last_grid(bk: Backend, model: Any, layer: str | None, shape: tuple[int, ...],
+                        tokens: Tokens | None) -> bool:
     if tokens is not None and tokens.layout is not None:
         return tokens.layout == "NHWC"
-    # torchvision's SwinTransformer keeps its stages (N, H, W, C); so does Keras, natively.
-    cls = type(model)
-    return cls.__module__.startswith("torchvision.") and "swin" in cls.__module__
+    # torchvision's SwinTransformer keeps its stages (N, H, W, C): the backend tells (Keras is NHWC natively).
+    return bk.channels_last_output(model, layer, shape)
 
 
 def to_grid(
@@ -162,19 +164,20 @@ def to_grid(
 
     ``activation`` (N, C, H, W) / (N, H, W, C) is kept, (N, T, C) tokens become
     (N, h, w, C) without their prefix tokens; ``grad`` likewise, with its k axis
-    ((N, k, ...), k targets per sample) kept after the batch axis. The channel axis is
-    the activation's (0..3). Warns when the patch tokens get no gradient but the prefix
-    tokens do (a layer after the last token mixing, such as the final norm).
+    ((N, k, ...), k targets per sample) kept after the batch axis (None for methods
+    without a gradient: None comes back). The channel axis is the activation's (0..3).
+    Warns when the patch tokens get no gradient but the prefix tokens do (a layer after
+    the last token mixing, such as the final norm).
     """
     ops = bk.ops
     shape = tuple(ops.shape(activation))
-    multi = len(ops.shape(grad)) == len(shape) + 1
+    multi = grad is not None and len(ops.shape(grad)) == len(shape) + 1
     kind = cam_input(bk, model, x, "a CAM method")
     if kind.kind in ("signal", "volume") and tokens is None:  # 1-D / 3-D feature maps: no grid to make
         check_layer_rank(bk, kind, shape, layer, "a CAM method")
         return activation, grad, bk.activation_channel_axis() % len(shape)
     if len(shape) == 4:
-        if (tokens is not None and tokens.layout == "NCHW") or not _channels_last_grid(model, tokens):
+        if (tokens is not None and tokens.layout == "NCHW") or not _channels_last_grid(bk, model, layer, shape, tokens):
             return activation, grad, bk.activation_channel_axis() % 4
         return activation, grad, 3
     if len(shape) != 3 or (tokens is not None and tokens.layout not in (None, "NTC")):
@@ -193,11 +196,13 @@ def to_grid(
         )
     n, t, c = shape
     prefix, (h, w) = token_grid(model, spatial_size(bk, model, tuple(ops.shape(x))), t, tokens)
+    grid = ops.reshape(activation[:, prefix:], (n, h, w, c))
+    if grad is None:
+        return grid, None, 3
     lead = (slice(None),) * (2 if multi else 1)
-    patches, g_patches = activation[:, prefix:], grad[lead + (slice(prefix, None),)]
     _warn_prefix_only(ops.numpy(grad), prefix, layer, multi)
     k = (ops.shape(grad)[1],) if multi else ()
-    return ops.reshape(patches, (n, h, w, c)), ops.reshape(g_patches, (n,) + k + (h, w, c)), 3
+    return grid, ops.reshape(grad[lead + (slice(prefix, None),)], (n,) + k + (h, w, c)), 3
 
 
 def _warn_prefix_only(grad: np.ndarray, prefix: int, layer: str | None, multi: bool) -> None:

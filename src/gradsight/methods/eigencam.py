@@ -8,8 +8,9 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..targets import Target
-from ._cam import LayerMap, check_layer, run_cam
+from ._cam import LayerMap, run_cam
 from ._common import MethodResult, outputs_numpy
+from ._tokens import Tokens, to_grid
 
 NOTE = "eigencam ignores the target: its map is the layer's first principal component (targets/scores are reported only)"
 
@@ -54,6 +55,7 @@ def eigencam(
     layer: Any = None,
     call: int = -1,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: Any = None,
 ) -> MethodResult:
     """ReLU of the projection of the centred activations (h*w x C) on their first right singular vector.
@@ -69,9 +71,9 @@ def eigencam(
 
     def one(ref: Any, with_input: bool) -> LayerMap:
         outputs, A, name = bk.forward_with_activation(model, x, ref, call, output)
-        check_layer(bk, model, x, tuple(ops.shape(A)), name, "eigencam")
         scores, idx = target.scores(outputs, ops)
-        cam = _principal_maps_nd(ops, A, bk.activation_channel_axis())
+        grid, _, ch = to_grid(bk, model, x, A, None, name, tokens)  # token layers and NHWC grids as grids
+        cam = _principal_maps_nd(ops, grid, ch)  # 1-D and 3-D layers too
         scores_np = ops.numpy(scores).astype(np.float32)
         if scores_np.ndim == 2:
             cam = np.repeat(cam[:, None], scores_np.shape[1], axis=1)

@@ -8,6 +8,7 @@ from ..backends.base import Backend
 from ..targets import Target
 from ._cam import gradient_cam
 from ._common import MethodResult
+from ._tokens import Tokens
 
 
 def weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...]) -> Any:
@@ -28,6 +29,7 @@ def gradcam_plus_plus(
     layer: Any = None,
     call: int = -1,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: Any = None,
 ) -> MethodResult:
     """ReLU(sum_k w_k A_k), w_k = sum_ij a_ij ReLU(g_ij), a_ij = g^2 / (2 g^2 + (sum_ab A_ab) g^3).
@@ -39,4 +41,4 @@ def gradcam_plus_plus(
     guided backprop times the map resized to the input (``extras["cam"]`` the map).
     """
     return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
-                        name="gradcam_plus_plus", weigh=weigh)
+                        name="gradcam_plus_plus", weigh=weigh, tokens=tokens)

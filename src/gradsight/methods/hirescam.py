@@ -8,6 +8,7 @@ from ..backends.base import Backend
 from ..targets import Target
 from ._cam import gradient_cam
 from ._common import MethodResult
+from ._tokens import Tokens
 
 
 def weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...]) -> Any:
@@ -23,6 +24,7 @@ def hirescam(
     layer: Any = None,
     call: int = -1,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: Any = None,
 ) -> MethodResult:
     """ReLU(sum_k g_k * A_k), element-wise (no spatial pooling of g), g = dy/dA at ``layer``.
@@ -30,4 +32,4 @@ def hirescam(
     Shapes, ``layer=[...]`` and ``guided=True`` as :func:`~gradsight.methods.gradcam_plus_plus`.
     """
     return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
-                        name="hirescam", weigh=weigh)
+                        name="hirescam", weigh=weigh, tokens=tokens)

@@ -8,6 +8,7 @@ from ..backends.base import Backend
 from ..targets import Target
 from ._cam import gradient_cam
 from ._common import MethodResult
+from ._tokens import Tokens
 
 
 def weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...]) -> Any:
@@ -23,6 +24,7 @@ def layercam(
     layer: Any = None,
     call: int = -1,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: Any = None,
 ) -> MethodResult:
     """ReLU(sum_k ReLU(g_k) * A_k), element-wise, g = dy/dA at ``layer``.
@@ -31,4 +33,4 @@ def layercam(
     (Layer-CAM's own recipe for several layers is ``layer=[...]``).
     """
     return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
-                        name="layercam", weigh=weigh)
+                        name="layercam", weigh=weigh, tokens=tokens)

@@ -10,9 +10,10 @@ from ..backends.base import Backend
 from ..errors import InputError
 from ..maps import resize
 from ..targets import Target
-from ._cam import LayerMap, canonical_activation, check_layer, run_cam
+from ._cam import LayerMap, grid_activation, run_cam
 from ._common import MethodResult, map_size, pinned_target, positive_int
 from ._layout import cam_input
+from ._tokens import Tokens
 
 
 def channel_scores(
@@ -70,6 +71,7 @@ def scorecam(
     call: int = -1,
     batch_size: int = 32,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: Any = None,
 ) -> MethodResult:
     """ReLU(sum_k w_k A_k), w = softmax_k(s_k), s_k = target score of model(x * M_k).
@@ -92,9 +94,8 @@ def scorecam(
 
     def one(ref: Any, with_input: bool) -> LayerMap:
         outputs, A, name = bk.forward_with_activation(model, x, ref, call, output)
-        check_layer(bk, model, x, tuple(ops.shape(A)), name, "scorecam")
+        a = grid_activation(bk, model, x, A, name, tokens).astype(np.float32)  # token layers as grids
         clean_scores, idx, clean, fixed = pinned_target(bk, outputs, target)
-        a = canonical_activation(bk, A).astype(np.float32)
         s = channel_scores(bk, model, x, a, fixed, output, batch_size)  # (C, N[, k])
         e = np.exp(s - s.max(axis=0, keepdims=True))
         wts = e / e.sum(axis=0, keepdims=True)

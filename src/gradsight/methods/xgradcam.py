@@ -8,6 +8,7 @@ from ..backends.base import Backend
 from ..targets import Target
 from ._cam import gradient_cam
 from ._common import MethodResult
+from ._tokens import Tokens
 
 EPS = 1e-7
 
@@ -26,6 +27,7 @@ def xgradcam(
     layer: Any = None,
     call: int = -1,
     guided: bool = False,
+    tokens: Tokens | None = None,
     output: Any = None,
 ) -> MethodResult:
     """ReLU(sum_k w_k A_k), w_k = sum_ij (A_ij / (sum_ab A_ab + 1e-7)) g_ij, g = dy/dA at ``layer``.
@@ -33,4 +35,4 @@ def xgradcam(
     Shapes, ``layer=[...]`` and ``guided=True`` as :func:`~gradsight.methods.gradcam_plus_plus`.
     """
     return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
-                        name="xgradcam", weigh=weigh)
+                        name="xgradcam", weigh=weigh, tokens=tokens)

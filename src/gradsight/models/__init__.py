@@ -3,7 +3,7 @@
 A SPEC is one of:
 
 - the name of a bundled model (:data:`gradsight.demo.registry.BUNDLED`): ``demo`` (the
-  shapes CNN), ``demo-detector`` (the tiny YOLO detector), ``demo-mlp`` (the two-moons
+  shapes CNN), ``demo-vit`` (the shapes ViT), ``demo-detector`` (the tiny YOLO detector), ``demo-mlp`` (the two-moons
   MLP); ``framework="keras"`` gives the Keras twin;
 - ``package.module:factory``: ``factory()`` is imported and called; it returns a
   ``torch.nn.Module`` or a ``keras.Model``. An optional weights file is loaded into it

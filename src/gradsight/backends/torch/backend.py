@@ -33,7 +33,7 @@ from .capture import _Seen, auto_choice, capture, capture_auto, find_layer, hook
 from .logits import final_softmax, softmax_session
 from .ops import TorchOps
 from .rules import apply_rule
-from .tokens import transformer_layer
+from .tokens import channels_last_output, transformer_layer
 
 if TYPE_CHECKING:
     from ...targets import Target
@@ -242,6 +242,9 @@ class TorchBackend(Backend):
 
     def find_layer(self, model: torch.nn.Module, layer: Any) -> LayerRef:
         return find_layer(model, layer)
+
+    def channels_last_output(self, model: torch.nn.Module, layer: str | None, shape: tuple[int, ...]) -> bool:
+        return channels_last_output(model, layer, shape)  # see gradsight.backends.torch.tokens
 
     def resolve_layer(self, model: torch.nn.Module, layer: Any) -> LayerRef:
         """As :meth:`Backend.resolve_layer`; "auto" on a vision transformer is the input of the

@@ -14,7 +14,7 @@ import torch
 
 from ..base import LayerRef
 
-__all__ = ["transformer_layer"]
+__all__ = ["channels_last_output", "transformer_layer"]
 
 
 def _is_attention(m: torch.nn.Module) -> bool:
@@ -38,3 +38,28 @@ def transformer_layer(model: torch.nn.Module) -> LayerRef | None:
         if norm is not None:
             chosen = LayerRef(f"{name}.{norm[0]}" if name else norm[0], norm[1])
     return chosen
+
+
+def _feature_sizes(m: torch.nn.Module) -> set[int]:
+    sizes: set[int] = set()
+    for sub in m.modules():
+        if isinstance(sub, torch.nn.Linear):
+            sizes.add(sub.out_features)
+        elif isinstance(sub, torch.nn.LayerNorm) and len(sub.normalized_shape) == 1:
+            sizes.add(sub.normalized_shape[0])
+    return sizes
+
+
+def channels_last_output(model: torch.nn.Module, layer: str | None, shape: tuple[int, ...]) -> bool:
+    """Whether ``layer``'s 4-D output of ``shape`` is (N, H, W, C) rather than PyTorch's (N, C, H, W)."""
+    cls = type(model)
+    if cls.__module__.startswith("torchvision.") and "swin" in cls.__module__:
+        return True
+    if layer is None or len(shape) != 4 or shape[1] == shape[3]:
+        return False
+    try:
+        module = model.get_submodule(layer)
+    except AttributeError:  # not a module path (the input of a layer, say): PyTorch's own layout
+        return False
+    sizes = _feature_sizes(module)
+    return shape[3] in sizes and shape[1] not in sizes
