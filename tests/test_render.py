@@ -43,7 +43,7 @@ def test_all_is_complete():
     assert sorted(render.__all__) == sorted(
         ["normalize", "normalize_signed", "resize", "reduce_channels", "colorize",
          "colorize_signed", "to_rgb_uint8", "displayable", "overlay", "grid", "save_png",
-         "caption", "colorbar", "labelled", "with_colorbar"]
+         "caption", "colorbar", "labelled", "with_colorbar", "feature_bars", "signal_plot", "volume_strip"]
     )
     for name in render.__all__:
         assert callable(getattr(render, name))

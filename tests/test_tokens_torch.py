@@ -281,5 +281,11 @@ def test_inspect_activations_layer_input():
 def test_one_d_signal_layers_are_not_read_as_tokens():
     torch.manual_seed(9)
     model = nn.Sequential(nn.Conv1d(2, 16, 3), nn.ReLU(), nn.AdaptiveAvgPool1d(1), nn.Flatten(), nn.Linear(16, 3))
-    with pytest.raises(gs.ModelError, match="1-D"):
-        gs.gradcam(model.eval(), torch.randn(2, 2, 30), layer="0")
+    x = torch.randn(2, 2, 30)
+    exp = gs.gradcam(model.eval(), x, layer="0")  # (N, C, l) feature maps, not a square grid of tokens
+    xr = x.clone().requires_grad_(True)
+    a = model[0](xr)
+    score = model[1:](a).gather(1, torch.as_tensor(exp.targets)[:, None]).sum()
+    (g,) = torch.autograd.grad(score, a)
+    ref = torch.relu((g.mean(2, keepdim=True) * a).sum(1)).detach().numpy()
+    np.testing.assert_allclose(exp.attributions, ref, rtol=1e-5, atol=1e-6)

@@ -59,9 +59,11 @@ def test_gradcam_layer_must_be_spatial(net, x):
 
 
 def test_no_spatial_layer_for_auto():
-    mlp = nn.Sequential(nn.Linear(4, 8), nn.ReLU(), nn.Linear(8, 3))
+    mlp = nn.Sequential(nn.Flatten(), nn.Linear(48, 8), nn.ReLU(), nn.Linear(8, 3))  # images, no spatial layer
     with pytest.raises(gs.LayerNotCalledError, match="4-D"):
-        gs.gradcam(mlp, torch.randn(2, 4))
+        gs.gradcam(mlp, torch.randn(2, 3, 4, 4))
+    with pytest.raises(gs.InputError, match="no spatial axes"):  # a table: said before any pass
+        gs.gradcam(mlp[1:], torch.randn(2, 48))
 
 
 @pytest.mark.parametrize(

@@ -24,12 +24,15 @@ class Explanation:
     attributions:
         float32. Gradient methods and guided Grad-CAM: the input's shape and layout,
         signed, unnormalised. Grad-CAM: the ReLU'd map at the layer's resolution,
-        (N, h, w), unnormalised. Several inputs (``x`` a tuple, list or dict): gradient
-        methods give one array per input in the same structure; CAM methods one map.
+        (N, h, w), unnormalised ((N, l) for 1-D signals, (N, d, h, w) for volumes). Several
+        inputs (``x`` a tuple, list or dict): gradient methods give one array per input in the
+        same structure; CAM methods one map.
     heatmaps:
-        float32 (N, H, W) in [0, 1] at the input resolution (None for non-image inputs).
-        Several inputs, gradient methods: one per input in ``x``'s structure, None for the
-        inputs that are not images; pictures show the first image-shaped input's maps.
+        float32 in [0, 1] at the input resolution: (N, H, W) for images, (N, L) for 1-D
+        signals, (N, D, H, W) for volumes; None for tables (N, F) (draw those with
+        :meth:`feature_bars`). Several inputs, gradient methods: one per input in ``x``'s
+        structure, None for the inputs that are not images; pictures show the first
+        image-shaped input's maps.
     targets:
         int64 (N,) explained classes, or None when the target is not a class.
     scores:
@@ -82,14 +85,64 @@ class Explanation:
         """Top-1 class of each sample's output, when the output is (N, classes)."""
         return self.outputs.argmax(1) if isinstance(self.outputs, np.ndarray) and self.outputs.ndim == 2 else None
 
+    @property
+    def kind(self) -> str:
+        """What was explained: ``"image"``, ``"signal"``, ``"volume"``, ``"table"``, ``"several"`` inputs (or ``"other"``)."""
+        heat = self.heatmaps
+        if isinstance(self.attributions, (tuple, list, dict)) or isinstance(heat, (tuple, list, dict)):
+            return "several"
+        extra = 0 if self.k is None else 1
+        if heat is None:
+            return "table" if np.ndim(self.attributions) - extra == 2 else "other"
+        return {2: "signal", 3: "image", 4: "volume"}.get(heat.ndim - extra, "other")
+
     def _require_heatmaps(self) -> np.ndarray:
         heat: Any = self.heatmaps
         if isinstance(heat, (tuple, list, dict)):  # several inputs: the first image-shaped one's maps
             heat = next((h for h in (heat.values() if isinstance(heat, dict) else heat) if h is not None), None)
         if heat is None:
-            raise ValueError(f"{self.method} explained a non-image input; there are no heat maps to draw.")
+            hint = " Draw its (N, F) attributions with exp.feature_bars() or exp.save()." if self.kind == "table" else ""
+            raise ValueError(f"{self.method} explained an input that is not spatial; there are no heat maps to draw.{hint}")
         out: np.ndarray = heat
         return out
+
+    def feature_bars(self, names: Sequence[str] | None = None, top: int | None = 10,
+                     class_names: Sequence[str] | None = None) -> list[Any]:
+        """Tables: one bar chart per sample (per (sample, target) with a k axis) of its ``top`` features.
+
+        Signed bars (red raises the score, blue lowers it), largest ``|attribution|`` first,
+        titled with the explained class and score; ``names``: the F feature names.
+        """
+        from . import render
+
+        if self.kind != "table":
+            raise ValueError(f"feature_bars draws tables (N, F); this explanation is of {self.kind} input.")
+        k = self.k or 1
+        attr = np.asarray(self.attributions).reshape(len(self) * k, -1)
+        return [
+            render.feature_bars(attr[j], names, top, title=" / ".join(
+                render.caption(self, j // k, None if self.k is None else j % k, class_names)))
+            for j in range(len(attr))
+        ]
+
+    def _pictures(self, images: Any, heat: np.ndarray, cmap: str, alpha: float) -> list[Any]:
+        """Signals and volumes: one picture per heat map, over the matching sample of ``images`` (model layout)."""
+        from . import render
+
+        k = self.k or 1
+        first = self.layout == "channels_first"
+        samples: list[Any] = [None] * (len(heat) // k)
+        if images is not None:
+            arr = np.asarray(images.detach().cpu().numpy() if hasattr(images, "detach") else images, np.float64)
+            if len(arr) * k != len(heat):
+                raise ValueError(f"got {len(arr)} inputs for {len(heat) // k} explanations.")
+            if self.kind == "signal":  # (C, L) channels first for the plot
+                samples = list(arr if first or arr.ndim == 2 else np.moveaxis(arr, -1, 1))
+            else:  # (D, H, W, C) channels last for the strip
+                samples = list(np.moveaxis(arr, 1, -1) if first and arr.ndim == 5 else arr)
+        if self.kind == "signal":
+            return [render.signal_plot(samples[j // k], h, cmap=cmap, alpha=alpha) for j, h in enumerate(heat)]
+        return [render.volume_strip(h, samples[j // k], cmap=cmap, alpha=alpha) for j, h in enumerate(heat)]
 
     def overlay(self, images: Any = None, cmap: str = "jet", alpha: float = 0.5) -> list[Any]:
         """Heat maps coloured with ``cmap`` and blended over ``images``.
@@ -99,6 +152,9 @@ class Explanation:
         images:
             The pictures the batch came from: uint8 or [0, 1] floats, (N, H, W, 3),
             (N, 3, H, W), or a list of PIL images. None: the coloured heat maps alone.
+            Signals and volumes: the batch ``x`` itself (model layout); each sample is
+            drawn as lines over a coloured band (:func:`~gradsight.render.signal_plot`) or
+            as a strip of slices (:func:`~gradsight.render.volume_strip`).
         cmap:
             Any matplotlib colormap name (jet, gist_earth, inferno, ...).
         alpha:
@@ -117,6 +173,8 @@ class Explanation:
         k = self.k or 1
         if self.k is not None:
             heat = heat.reshape((-1,) + heat.shape[2:])
+        if self.kind in ("signal", "volume"):
+            return self._pictures(images, heat, cmap, alpha)
         if images is None:
             return [Image.fromarray(c) for c in render.colorize(heat, cmap)]
         images, note = render.displayable(images)  # normalised model input is de-normalised for display
@@ -139,13 +197,17 @@ class Explanation:
         names: Sequence[str] | None = None,
         plain: bool = False,
         class_names: Sequence[str] | None = None,
+        feature_names: Sequence[str] | None = None,
+        top: int | None = 10,
     ) -> list[Path]:
         """Write one PNG per sample (the overlay, or the heat map when no images) and return the paths.
 
         Each picture is captioned with the method, the explained class (a name from
         ``class_names`` when given) and its score, and for Grad-CAM the layer, with a
         colour bar at its right; ``plain=True`` writes the bare overlays.
-        With a k axis: one per (sample, target), named ``<name>_k<j>.png``.
+        With a k axis: one per (sample, target), named ``<name>_k<j>.png``. Tables: a bar
+        chart of each sample's ``top`` features (named by ``feature_names``), see
+        :meth:`feature_bars`; signals and volumes: see :meth:`overlay`.
         """
         from . import render
 
@@ -153,12 +215,14 @@ class Explanation:
         stem = prefix or self.method
         k = self.k or 1
         paths = []
-        for j, picture in enumerate(self.overlay(images, cmap=cmap, alpha=alpha)):
+        table = self.kind == "table"
+        pictures = self.feature_bars(feature_names, top, class_names) if table else self.overlay(images, cmap, alpha)
+        for j, picture in enumerate(pictures):
             i = j // k
             name = names[i] if names is not None else f"{stem}_{i:03d}"
             if self.k is not None:
                 name = f"{name}_k{j % k}"
-            if not plain:  # a PNG read alone later says what it shows
+            if not plain and not table:  # a PNG read alone later says what it shows (bar charts carry a title)
                 picture = render.labelled(picture, render.caption(self, i, None if self.k is None else j % k, class_names), cmap)
             paths.append(render.save_png(picture, directory / f"{name}.png"))
         return paths
@@ -166,7 +230,7 @@ class Explanation:
     def _repr_png_(self) -> bytes:
         from . import render
 
-        pictures = self.overlay(None)
+        pictures = self.feature_bars() if self.kind == "table" else self.overlay(None)
         buffer = io.BytesIO()
         if self.k is not None:  # one row per sample, one column per target
             rows = [pictures[i * self.k:(i + 1) * self.k] for i in range(len(self))]

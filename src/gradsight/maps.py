@@ -108,8 +108,12 @@ def _linear_weights(n_in: int, n_out: int, dtype: type) -> tuple[np.ndarray, ...
     return i0, i1, (dtype(1.0) - w1).astype(np.float64), w1.astype(np.float64)
 
 
-def resize(maps: Any, size: tuple[int, int]) -> np.ndarray:
+def resize(maps: Any, size: tuple[int, ...]) -> np.ndarray:
     """Bilinear resize, numerically equal to PyTorch's ``align_corners=False``.
+
+    ``size`` of one or three ints resizes 1-D maps (N, l) -> (N, L) linearly, or volumes
+    (N, d, h, w) -> (N, D, H, W) trilinearly (:func:`resize_nd`), as
+    ``F.interpolate(mode="linear" / "trilinear", align_corners=False)``.
 
     Matches ``F.interpolate(x[:, None], size, mode="bilinear", align_corners=False)``
     (no antialiasing) to float32 precision, for up- and down-sampling.
@@ -126,6 +130,8 @@ def resize(maps: Any, size: tuple[int, int]) -> np.ndarray:
     """
     if hasattr(maps, "detach"):
         maps = maps.detach().cpu().numpy()
+    if isinstance(size, (tuple, list)) and len(size) in (1, 3):
+        return resize_nd(maps, tuple(size))
     arr = np.asarray(maps, dtype=np.float64)
     if arr.ndim not in (2, 3, 4):
         raise InputError(
@@ -153,6 +159,51 @@ def resize(maps: Any, size: tuple[int, int]) -> np.ndarray:
     out = rows[:, :, x0] * vx + rows[:, :, x1] * wx
     out = out.astype(np.float32)
     return out[0] if squeeze else out
+
+
+def resize_nd(maps: Any, size: tuple[int, ...]) -> np.ndarray:
+    """Linear resize over the last ``len(size)`` axes, numerically equal to PyTorch's ``align_corners=False``.
+
+    One axis per entry of ``size``, each by the same half-pixel rule as :func:`resize`
+    (linear interpolation is separable, so this equals ``F.interpolate`` with
+    ``mode="linear"`` for (N, l) maps, ``"bilinear"`` for (N, h, w), ``"trilinear"`` for
+    (N, d, h, w)).
+
+    Parameters
+    ----------
+    maps : array (N, *spatial) or one map (*spatial), with ``len(spatial) == len(size)``
+    size : tuple of 1 to 3 positive ints
+
+    Returns
+    -------
+    float32 array (N, *size) or (*size).
+    """
+    if hasattr(maps, "detach"):
+        maps = maps.detach().cpu().numpy()
+    arr = np.asarray(maps, dtype=np.float64)
+    try:
+        out_size = tuple(int(s) for s in size)
+    except (TypeError, ValueError):
+        raise InputError(f"size must be a tuple of 1 to 3 positive ints; got {size!r}.") from None
+    if not 1 <= len(out_size) <= 3 or min(out_size) < 1:
+        raise InputError(f"size must be a tuple of 1 to 3 positive ints; got {size!r}.")
+    d = len(out_size)
+    if arr.ndim not in (d, d + 1):
+        raise InputError(
+            f"maps to resize to {out_size} must have {d} spatial axes, with or without a batch axis; got shape "
+            f"{arr.shape}."
+        )
+    if 0 in arr.shape[-d:]:
+        raise InputError(f"cannot resize an empty map of shape {arr.shape}.")
+    dtype = np.float64 if np.asarray(maps).dtype == np.float64 else np.float32
+    out = arr
+    for j, n_out in enumerate(out_size):
+        axis = arr.ndim - d + j
+        i0, i1, v, w = _linear_weights(out.shape[axis], n_out, dtype)
+        shape = [1] * out.ndim
+        shape[axis] = n_out
+        out = np.take(out, i0, axis=axis) * v.reshape(shape) + np.take(out, i1, axis=axis) * w.reshape(shape)
+    return out.astype(np.float32)
 
 
 def reduce_channels(attr: Any, channel_axis: int, how: str = "absmax") -> np.ndarray:

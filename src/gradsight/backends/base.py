@@ -246,6 +246,13 @@ class Backend(ABC):
         """``"channels_first"`` or ``"channels_last"``: where image inputs keep channels."""
 
     @abstractmethod
+    def conv_rank(self, model: Any) -> int | None:
+        """Spatial axes (1, 2, 3) of the model's first convolution, None without one.
+
+        Tells a 1-D signal (N, C, L) / (N, L, C) from a gray image (N, H, W) (both rank 3).
+        """
+
+    @abstractmethod
     def activation_channel_axis(self) -> int:
         """Channel axis of 4-D layer outputs (1 for NCHW, -1 for NHWC)."""
 

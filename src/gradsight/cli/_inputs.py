@@ -23,7 +23,7 @@ from ..inputs import PREPROCESSING, InputSpec, preprocess
 from . import _images
 from ._common import DEFAULT_SIZE, PROG
 
-__all__ = ["InputPlan", "add_arguments", "note", "plan_inputs", "read_images"]
+__all__ = ["InputPlan", "add_arguments", "decide_logits", "note", "plan_inputs", "read_images"]
 
 _MODES = {1: "L", 3: "RGB", 4: "RGBA"}
 
@@ -176,6 +176,12 @@ def _runnable_size(model: Any, plan: InputPlan, fixed: bool) -> tuple[int, int]:
 
 
 def _decide_logits(model: Any, plan: InputPlan, logits: bool | None) -> bool:
+    return decide_logits(model, plan.blank(), logits, plan.notes)
+
+
+def decide_logits(model: Any, sample: Any, logits: bool | None, notes: list[str]) -> bool:
+    """The user's ``--logits`` / ``--probabilities``, else True for a model ending in a softmax (noted in ``notes``);
+    ``sample`` is a batch in the model's layout for the one forward pass that tells."""
     if logits is not None:
         return logits
     from ..backends import backend_for
@@ -184,10 +190,10 @@ def _decide_logits(model: Any, plan: InputPlan, logits: bool | None) -> bool:
     with warnings.catch_warnings():
         warnings.simplefilter("ignore", GradsightWarning)  # the session's own softmax warning
         with locked(model), bk.session(model, eval_mode=True):
-            found = bk.final_softmax(model, bk.prepare_input(model, plan.blank()))
+            found = bk.final_softmax(model, bk.prepare_input(model, sample))
     if found is None:
         return False
-    plan.notes.append(
+    notes.append(
         f"explaining the pre-softmax scores: the model's output comes from {found} (probabilities saturate); "
         "--probabilities explains the softmax output instead"
     )

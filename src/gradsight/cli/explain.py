@@ -11,17 +11,20 @@ from ..errors import InputError
 from . import _images, _io
 from ._common import DEFAULT_SIZE, MIN_PICTURE, PROG, check_images, load, out_dir, stems, warn
 from ._inputs import add_arguments as add_input_arguments
+from .explain_table import add_table_arguments
 
 __all__ = ["add_parser", "run"]
 
 
 def add_parser(subs: Any, parents: list[argparse.ArgumentParser]) -> None:
     ex = subs.add_parser(
-        "explain", parents=parents, help="explain a model's decisions on image files",
+        "explain", parents=parents, help="explain a model's decisions on image files (or a table's rows)",
         description="Explain a model's decision on each image: writes OUT/<stem>_<method>.png (the picture of "
-                    "one method), or OUT/<stem>_grid.png for several (input and one picture per method).",
+                    "one method), or OUT/<stem>_grid.png for several (input and one picture per method). "
+                    "With --data FILE (a .csv or .npy table) instead of images: OUT/<stem>_row<i>_<method>.png, "
+                    "a bar chart of each row's top features.",
     )
-    ex.add_argument("images", nargs="+", metavar="IMAGE", help="image files (anything Pillow reads)")
+    ex.add_argument("images", nargs="*", metavar="IMAGE", help="image files (anything Pillow reads)")
     ex.add_argument("--method", default="gradcam", metavar="NAME",
                     help="a method (gradsight.METHODS), a comma-separated list, or a group: 'all' (the six classic "
                          "methods), 'cams', 'gradients', 'every' (default: gradcam)")
@@ -57,6 +60,7 @@ def add_parser(subs: Any, parents: list[argparse.ArgumentParser]) -> None:
     _io.add_write_options(ex)  # --overwrite, --quiet
     _images.add_image_options(ex)  # --resize, --plain
     _io.add_explain_options(ex)  # --call (--output above; --logits: add_input_arguments above)
+    add_table_arguments(ex)  # --data, --columns, --top
 
 
 def _parse_target(text: str) -> int | None:
@@ -81,6 +85,12 @@ def run(args: argparse.Namespace) -> None:
     from ..methods import METHODS, method_names
     from ._inputs import plan_inputs
 
+    if args.data is not None:
+        from .explain_table import explain_table
+
+        return explain_table(args)
+    if not args.images:
+        raise InputError("give one or more IMAGE files (or --data FILE for a table).")
     if args.target == "detection" or args.model == "demo-detector":
         from .explain_boxes import explain_boxes
 

@@ -3,14 +3,17 @@
 A CAM method supplies one function, ``one(ref, with_input)``, that explains one layer and
 returns a :class:`LayerMap`; :func:`run_cam` does the rest the same way for every method:
 
-- ``layer=[a, b, ...]``: each layer's map is resized to the input (bilinear,
-  ``align_corners=False``), min-max normalised per sample, and the maps are averaged;
+- ``layer=[a, b, ...]``: each layer's map is resized to the input (linear for signals,
+  bilinear for images, trilinear for volumes, ``align_corners=False``), min-max normalised
+  per sample, and the maps are averaged;
 - ``guided=True``: guided backpropagation times the map resized to the input (the map is
   the unnormalised one for a single layer, as guided Grad-CAM; the averaged one for a list).
 
 Gradient CAMs (:func:`gradient_cam`) differ only in how they weigh ``A`` (the layer's
 activation) by ``G`` (the gradient of the score at it): a function ``weigh(ops, A, G, ch,
-spatial)`` written with ``bk.ops``.
+spatial)`` written with ``bk.ops``, for any number of spatial axes: 1-D signals (N, C, l),
+images (N, C, h, w) and volumes (N, C, d, h, w) alike (channels last in Keras). A table
+(N, F) has no spatial axes: :func:`~._layout.cam_input` refuses it with a reason.
 """
 
 from __future__ import annotations
@@ -31,10 +34,11 @@ from ._common import (
     finish,
     input_channel_axis,
     input_heatmaps,
+    map_size,
     per_target,
-    spatial_size,
     warn_zero,
 )
+from ._layout import cam_input, normalized
 from ._tokens import Tokens, to_grid
 
 __all__ = ["LayerMap", "gradient_cam", "grid_activation", "layer_tensors", "run_cam"]
@@ -44,7 +48,7 @@ Weigh = Callable[[Any, Any, Any, int, tuple[int, ...]], Any]
 
 @dataclass
 class LayerMap:
-    """One layer's map: ``cam`` (N, h, w) or (N, k, h, w), float32, and what the pass saw."""
+    """One layer's map: ``cam`` (N, *spatial) or (N, k, *spatial), float32, and what the pass saw."""
 
     cam: np.ndarray
     targets: np.ndarray | None
@@ -60,13 +64,14 @@ def layer_tensors(
     """``(A, G, channel axis, spatial axes, multi)`` of a layer's gradients, ready to broadcast.
 
     Token layers (N, T, C) become grids (N, h, w, C) through :func:`._tokens.to_grid`, as in
-    Grad-CAM. With k targets per sample ``G`` is (N, k, ...) and ``A`` gains a size-1 k axis.
+    Grad-CAM; 1-D and 3-D feature maps keep their shape. With k targets per sample ``G`` is
+    (N, k, ...) and ``A`` gains a size-1 k axis.
     """
     ops = bk.ops
     A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens)
     shape = tuple(ops.shape(A))
-    spatial = tuple(a for a in (1, 2, 3) if a != ch)
-    multi = len(ops.shape(G)) == 5
+    spatial = tuple(a for a in range(1, len(shape)) if a != ch)
+    multi = len(ops.shape(G)) == len(shape) + 1
     if multi:
         A = ops.reshape(A, (shape[0], 1) + shape[1:])
         ch, spatial = ch + 1, tuple(a + 1 for a in spatial)
@@ -112,11 +117,14 @@ def run_cam(
         raise UnknownOptionError(f"{name}: layer=[] names no layer; pass a layer name, a list of them, or None.")
     if not isinstance(guided, bool):
         raise UnknownOptionError(f"guided must be True or False, got {guided!r}.")
-    shape = tuple(bk.ops.shape(x))
-    size = spatial_size(bk, model, shape)
-    packed = bk.settings.inputs is not None  # several inputs: the maps are resized to the first image
-    if (guided or several) and (size is None or (len(shape) != 4 and not packed)):
-        raise InputError(f"{name} with guided=True or a list of layers needs image batches (N, C, H, W) or (N, H, W, C).")
+    kind = cam_input(bk, model, x, name)
+    size = map_size(bk, model, tuple(bk.ops.shape(x)))
+    packed = kind.kind == "packed"  # several inputs: the maps are resized to the first image
+    if (guided or several) and (size is None or (kind.channel_axis is None and not packed)):
+        raise InputError(
+            f"{name} with guided=True or a list of layers needs batches with a channel axis: signals, images "
+            "(N, C, H, W) / (N, H, W, C) or volumes."
+        )
     refs = [bk.resolve_layer(model, "auto" if lay is None else lay) for lay in layers]  # all checked before any pass
     layer_maps = [one(ref, guided and i == 0) for i, ref in enumerate(refs)]
     first = layer_maps[0]
@@ -128,15 +136,15 @@ def run_cam(
 
     extras: dict[str, Any] = {}
     if several:
-        attr = np.mean([per_target(maps.normalize, up(m.cam), multi) for m in layer_maps], axis=0).astype(np.float32)
-        heat = per_target(maps.normalize, attr, multi)
+        attr = np.mean([per_target(normalized, up(m.cam), multi) for m in layer_maps], axis=0).astype(np.float32)
+        heat = per_target(normalized, attr, multi)
         extras["layers"] = [m.layer for m in layer_maps]
         extras["maps"] = [m.cam for m in layer_maps]
         resized = attr
     else:
         attr = first.cam
         resized = up(attr)
-        heat = per_target(maps.normalize, resized, multi)
+        heat = per_target(normalized, resized, multi)
     layer_name = ",".join(str(m.layer) for m in layer_maps) if several else first.layer
     if guided:
         gb = first.input_grad

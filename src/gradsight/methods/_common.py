@@ -11,8 +11,9 @@ from .. import maps
 from .. import targets as targets_module
 from ..backends.base import Backend, Gradients
 from ..errors import UnknownOptionError, ZeroGradientWarning, warn
+from ._layout import input_kind, normalized
 
-__all__ = ["MethodResult", "positive_int", "pinned_target", "input_heatmaps", "spatial_size", "warn_zero", "finish", "outputs_numpy", "per_target", "sample_range"]
+__all__ = ["MethodResult", "positive_int", "pinned_target", "input_heatmaps", "spatial_size", "map_size", "warn_zero", "finish", "outputs_numpy", "per_target", "sample_range"]
 
 
 @dataclass
@@ -33,18 +34,18 @@ def input_channel_axis(bk: Backend, model: Any) -> int:
 
 
 def spatial_size(bk: Backend, model: Any, shape: tuple[int, ...]) -> tuple[int, int] | None:
-    """(H, W) of an image batch in the model's layout, or None for non-image inputs.
+    """(H, W) of an image batch in the model's layout, or None for other inputs (tables, signals, volumes).
 
     Several inputs (a packed (N, D) batch): the first image-shaped input's (H, W).
     """
-    packing = bk.settings.inputs
-    if packing is not None:
-        return packing.image_size(bk.input_layout(model) == "channels_last")
-    if len(shape) == 4:
-        return (shape[2], shape[3]) if bk.input_layout(model) == "channels_first" else (shape[1], shape[2])
-    if len(shape) == 3:
-        return (shape[1], shape[2])
-    return None
+    kind = input_kind(bk, model, shape)
+    return (kind.size[0], kind.size[1]) if kind.kind in ("image", "packed") and len(kind.size) == 2 else None
+
+
+def map_size(bk: Backend, model: Any, shape: tuple[int, ...]) -> tuple[int, ...] | None:
+    """What maps are resized to: (L,) for signals, (H, W) for images (and packed inputs), (D, H, W) for volumes."""
+    kind = input_kind(bk, model, shape)
+    return kind.size if kind.spatial else None
 
 
 def sample_range(bk: Backend, xn: np.ndarray) -> np.ndarray:
@@ -70,15 +71,20 @@ def per_target(fn: Any, arr: np.ndarray, k_axis: bool) -> Any:
 def input_heatmaps(bk: Backend, model: Any, attributions: np.ndarray, k_axis: bool = False) -> np.ndarray | None:
     """Per-sample [0, 1] maps at input resolution: max over channels of |attribution|.
 
+    (N, H, W) for images, (N, L) for signals, (N, D, H, W) for volumes, None for tables
+    (see :mod:`._layout`).
     With ``k_axis`` the attributions are (N, k, ...) and the maps (N, k, H, W).
     """
     if k_axis:
         maps_k: np.ndarray | None = per_target(lambda a: input_heatmaps(bk, model, a), attributions, True)
         return maps_k
-    if attributions.ndim == 4:
+    kind = input_kind(bk, model, attributions.shape)
+    if kind.kind == "image" and attributions.ndim == 4:
         return maps.normalize(maps.reduce_channels(attributions, input_channel_axis(bk, model), "absmax"))
-    if attributions.ndim == 3:
+    if kind.kind == "image":  # gray (N, H, W), no channel axis
         return maps.normalize(np.abs(attributions))
+    if kind.kind in ("signal", "volume") and kind.channel_axis is not None:  # (N, L) / (N, D, H, W)
+        return normalized(np.abs(attributions).max(axis=kind.channel_axis))
     return None
 
 

@@ -12,7 +12,8 @@ its maths, so vision transformers work with no user code:
   LayerNorm / Linear sizes match the last axis, or a torchvision Swin model).
 
 Only for image inputs (4-D ``x``) unless ``tokens=`` is given: a 3-D layer output of a
-1-D signal model is a feature map, not tokens. The grid is found from the model where it says it (duck typing, no framework import):
+1-D signal model (and a 5-D one of a volume model) is a feature map, not tokens, and is
+passed through as it is. The grid is found from the model where it says it (duck typing, no framework import):
 a patch size (timm ``patch_embed.patch_size``, Hugging Face ``config.patch_size``,
 torchvision ``patch_size``, or a ``patch_size`` attribute of a Keras model) and the
 input's size give (h, w) = (H // p, W // p), and the prefix is what is left, T - h * w;
@@ -33,6 +34,7 @@ import numpy as np
 from ..backends.base import Backend
 from ..errors import ModelError, TokenGridError, ZeroGradientWarning, warn
 from ._common import spatial_size
+from ._layout import cam_input, check_layer_rank
 
 __all__ = ["Tokens", "to_grid", "token_grid"]
 
@@ -170,6 +172,10 @@ def to_grid(
     ops = bk.ops
     shape = tuple(ops.shape(activation))
     multi = grad is not None and len(ops.shape(grad)) == len(shape) + 1
+    kind = cam_input(bk, model, x, "a CAM method")
+    if kind.kind in ("signal", "volume") and tokens is None:  # 1-D / 3-D feature maps: no grid to make
+        check_layer_rank(bk, kind, shape, layer, "a CAM method")
+        return activation, grad, bk.activation_channel_axis() % len(shape)
     if len(shape) == 4:
         if (tokens is not None and tokens.layout == "NCHW") or not _channels_last_grid(bk, model, layer, shape, tokens):
             return activation, grad, bk.activation_channel_axis() % 4
@@ -181,12 +187,12 @@ def to_grid(
             "(`gradsight layers --model ...` lists them)."
         )
     if len(ops.shape(x)) != 4 and tokens is None:
-        # Only image models have token layers here: a 3-D output of a 1-D signal model is (N, C, L) or
-        # (N, L, C) feature maps, which a square token grid would silently scramble.
+        # Only image models have token layers here: a 3-D output of another input is not a patch grid,
+        # which a square token grid would silently scramble.
         raise ModelError(
             f"layer {layer!r} gives {shape} on inputs of shape {tuple(ops.shape(x))}: token layers are read as "
-            "image patches only for image inputs (N, C, H, W) / (N, H, W, C); CAM methods do not support 1-D "
-            "signals yet. For patch tokens of another input pass tokens=gs.Tokens(prefix=..., grid=(h, w))."
+            "image patches only for image inputs (N, C, H, W) / (N, H, W, C). For patch tokens of another input "
+            "pass tokens=gs.Tokens(prefix=..., grid=(h, w))."
         )
     n, t, c = shape
     prefix, (h, w) = token_grid(model, spatial_size(bk, model, tuple(ops.shape(x))), t, tokens)

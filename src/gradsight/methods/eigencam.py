@@ -32,6 +32,20 @@ def principal_maps(ops: Any, A: Any, channel_axis: int) -> np.ndarray:
     return out
 
 
+def _principal_maps_nd(ops: Any, A: Any, channel_axis: int) -> np.ndarray:
+    """:func:`principal_maps` of a 1-D (N, C, l) or 3-D (N, C, d, h, w) layer too (channels at ``channel_axis``):
+    its positions are laid out as an (N, C, positions, 1) map (channels last: (N, positions, 1, C)) and back."""
+    shape = tuple(ops.shape(A))
+    if len(shape) == 4:
+        return principal_maps(ops, A, channel_axis)
+    ch = channel_axis % len(shape)
+    n, c = shape[0], shape[ch]
+    spatial = tuple(s for i, s in enumerate(shape) if i not in (0, ch))
+    p = int(np.prod(spatial))
+    flat = ops.reshape(A, (n, c, p, 1) if ch == 1 else (n, p, 1, c))
+    return principal_maps(ops, flat, 1 if ch == 1 else 3).reshape((n,) + spatial)
+
+
 def eigencam(
     bk: Backend,
     model: Any,
@@ -59,7 +73,7 @@ def eigencam(
         outputs, A, name = bk.forward_with_activation(model, x, ref, call, output)
         scores, idx = target.scores(outputs, ops)
         grid, _, ch = to_grid(bk, model, x, A, None, name, tokens)  # token layers and NHWC grids as grids
-        cam = principal_maps(ops, grid, ch)
+        cam = _principal_maps_nd(ops, grid, ch)  # 1-D and 3-D layers too
         scores_np = ops.numpy(scores).astype(np.float32)
         if scores_np.ndim == 2:
             cam = np.repeat(cam[:, None], scores_np.shape[1], axis=1)

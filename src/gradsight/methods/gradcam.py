@@ -12,7 +12,8 @@ from ..backends.base import Backend, Gradients, LayerRef
 from ..errors import ModelError, UnknownOptionError
 from ..targets import Target
 from ._cam import gradient_cam
-from ._common import MethodResult, finish, per_target, spatial_size, warn_zero
+from ._common import MethodResult, finish, map_size, per_target, warn_zero
+from ._layout import cam_input, normalized
 from ._tokens import Tokens, to_grid
 
 GATES = (None, "guided")
@@ -59,6 +60,7 @@ def gradcam(
 
         return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
                             name="gradcam", weigh=weigh)
+    cam_input(bk, model, x, "gradcam")  # a table has no map: say so before any pass
     ref = cam_layer(bk, model, layer, layer_input)
     g = bk.gradients(model, x, target, layer=ref, call=call, wrt_input=False, output=output)
     return cam_from(bk, model, x, g, gate, tokens=tokens)
@@ -79,14 +81,15 @@ def cam_from(
 ) -> MethodResult:
     """Grad-CAM's result from :meth:`Backend.gradients` at a layer (``g.activation``, ``g.layer_grad``).
 
-    ``attributions`` (N, h, w), or (N, k, h, w) for k scores per sample; ``heatmaps`` the
-    maps resized to the input and normalised (None when ``heatmaps=False``).
+    ``attributions`` (N, h, w), or (N, k, h, w) for k scores per sample ((N, l) on 1-D signals,
+    (N, d, h, w) on volumes); ``heatmaps`` the maps resized to the input (linear, bilinear,
+    trilinear) and normalised (None when ``heatmaps=False``).
     """
     ops = bk.ops
     A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens)
     shape = ops.shape(A)
-    spatial = tuple(a for a in (1, 2, 3) if a != ch)
-    multi = len(ops.shape(G)) == 5  # (N, k, ...): one gradient per target, one activation per sample
+    spatial = tuple(a for a in range(1, len(shape)) if a != ch)
+    multi = len(ops.shape(G)) == len(shape) + 1  # (N, k, ...): one gradient per target, one activation per sample
     if multi:
         A = ops.reshape(A, (shape[0], 1) + tuple(shape[1:]))
         ch, spatial = ch + 1, tuple(a + 1 for a in spatial)
@@ -97,8 +100,6 @@ def cam_from(
     targets, scores, outputs = finish(bk, g)
     # called by a method, one frame deeper than warn_zero expects: point at the same caller
     warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}", k_axis=multi)
-    size = spatial_size(bk, model, tuple(ops.shape(x)))
-    heat = (
-        per_target(lambda c: maps.normalize(maps.resize(c, size) if size else c), cam, multi) if heatmaps else None
-    )
+    size = map_size(bk, model, tuple(ops.shape(x)))
+    heat = per_target(lambda c: normalized(maps.resize(c, size) if size else c), cam, multi) if heatmaps else None
     return MethodResult(cam, heat, targets, scores, outputs, layer=g.layer)

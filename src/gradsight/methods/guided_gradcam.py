@@ -11,7 +11,8 @@ from ..backends.base import Backend
 from ..errors import InputError
 from ..rules import RULES
 from ..targets import Target
-from ._common import MethodResult, input_channel_axis, input_heatmaps, per_target, spatial_size, warn_zero
+from ._common import MethodResult, input_channel_axis, input_heatmaps, map_size, per_target, warn_zero
+from ._layout import cam_input
 from ._tokens import Tokens
 from .gradcam import cam_from, cam_layer, check_gate, gradcam
 
@@ -40,12 +41,13 @@ def guided_gradcam(
         return gradcam(bk, model, x, target, layer=layer, call=call, gate=gate, guided=True, tokens=tokens,
                        layer_input=layer_input, output=output)
 
-    size = spatial_size(bk, model, tuple(bk.ops.shape(x)))
-    if size is None or len(bk.ops.shape(x)) != 4:
+    kind = cam_input(bk, model, x, "guided_gradcam")
+    size = map_size(bk, model, tuple(bk.ops.shape(x)))
+    if size is None or kind.channel_axis is None:
         raise InputError(
-            f"guided Grad-CAM weighs guided backprop by a Grad-CAM map, which needs a layer with a spatial 4-D "
-            f"output; this input has shape {tuple(bk.ops.shape(x))}, not an image batch (N, C, H, W) or "
-            "(N, H, W, C), so the model has no such layer. Use guided_backprop or saliency."
+            f"guided Grad-CAM weighs guided backprop by a Grad-CAM map, which needs a layer with a spatial "
+            f"output; this input has shape {tuple(bk.ops.shape(x))}, not a batch of signals, images (N, C, H, W) / "
+            "(N, H, W, C) or volumes with a channel axis. Use guided_backprop or saliency."
         )
     check_gate(gate)
     ref = cam_layer(bk, model, layer, layer_input)

@@ -10,6 +10,7 @@ from ..backends.base import Backend
 from ..errors import InputError, UnknownOptionError
 from ..targets import Target
 from ._common import MethodResult, input_heatmaps, pinned_target, positive_int, sample_range, warn_zero
+from ._layout import input_kind
 
 QUADRATURES = ("gausslegendre", "riemann_left", "riemann_right", "riemann_middle", "riemann_trapezoid")
 BASELINES = ("blur", "uniform")
@@ -69,8 +70,9 @@ def baseline_array(bk: Backend, model: Any, x: Any, baseline: Any, seed: int | N
                 f"baseline={baseline!r} is not valid; use a number, an array broadcastable to x, or one of "
                 f"{list(BASELINES)}."
             )
-        last = len(shape) == 4 and bk.input_layout(model) == "channels_last"
-        canon = xn.transpose(0, 3, 1, 2) if last else xn
+        axis = input_kind(bk, model, shape).channel_axis  # channels-last inputs: drawn channels first
+        last = axis is not None and axis == len(shape) - 1
+        canon = np.moveaxis(xn, -1, 1) if last else xn
         if baseline == "blur":
             if packing is not None:
                 raise InputError(
@@ -88,7 +90,7 @@ def baseline_array(bk: Backend, model: Any, x: Any, baseline: Any, seed: int | N
                                      for a, b in packing.bounds], axis=1)
             rng = np.random.default_rng(seed)
             out = lo + sample_range(bk, canon) * rng.random(canon.shape, dtype=np.float32)
-        out = out.transpose(0, 2, 3, 1) if last else out
+        out = np.moveaxis(out, 1, -1) if last else out
         return np.ascontiguousarray(out, dtype=np.float32)
     if hasattr(baseline, "detach"):
         baseline = baseline.detach().cpu().numpy()

@@ -8,9 +8,11 @@ import numpy as np
 
 from ..backends.base import Backend
 from ..errors import InputError
+from ..maps import resize
 from ..targets import Target
 from ._cam import LayerMap, grid_activation, run_cam
-from ._common import MethodResult, pinned_target, positive_int, spatial_size
+from ._common import MethodResult, map_size, pinned_target, positive_int
+from ._layout import cam_input
 from ._tokens import Tokens
 
 
@@ -19,17 +21,20 @@ def channel_scores(
 ) -> np.ndarray:
     """s[k, i] = target score of model(x_i * M_ik), (C, N) or (C, N, k); forward passes of <= ``batch_size`` rows.
 
-    M_ik is channel k of ``a`` (N, C, h, w) resized to the input (bilinear,
-    ``align_corners=False``) and min-max normalised (0 for a constant channel). Masks are
-    made on the model's device chunk by chunk, so memory does not grow with C; every row
-    is scored on its own, so the scores do not depend on ``batch_size``.
+    M_ik is channel k of ``a`` (N, C, *spatial) resized to the input (bilinear for images,
+    linear for signals, trilinear for volumes; ``align_corners=False``) and min-max
+    normalised (0 for a constant channel). Image masks are made on the model's device chunk
+    by chunk, so memory does not grow with C; every row is scored on its own, so the scores
+    do not depend on ``batch_size``.
     """
     ops = bk.ops
     shape = tuple(ops.shape(x))
-    n, c, h, w = a.shape
-    size = spatial_size(bk, model, shape)
+    n, c = a.shape[:2]
+    spatial = a.shape[2:]
+    size = map_size(bk, model, shape)
     assert size is not None
     last = bk.input_layout(model) == "channels_last"
+    axes = tuple(range(1, len(size) + 1))
     per_chunk = max(1, batch_size // n)  # channels per pass, each for the whole batch
     img_step = min(n, batch_size)
     scores: np.ndarray | None = None
@@ -38,9 +43,12 @@ def channel_scores(
         for n0 in range(0, n, img_step):
             n1 = min(n, n0 + img_step)
             rows = kc * (n1 - n0)
-            maps = np.ascontiguousarray(a[n0:n1, c0 : c0 + kc].transpose(1, 0, 2, 3)).reshape(rows, h, w)
-            m = ops.resize(ops.from_numpy(maps, x), size)
-            lo, hi = ops.min(m, (1, 2), keepdims=True), ops.max(m, (1, 2), keepdims=True)
+            maps = np.ascontiguousarray(np.swapaxes(a[n0:n1, c0 : c0 + kc], 0, 1)).reshape((rows,) + spatial)
+            if len(size) == 2:
+                m = ops.resize(ops.from_numpy(maps, x), size)
+            else:  # signals and volumes: resized in numpy (the masks of one chunk)
+                m = ops.from_numpy(resize(maps, size), x)
+            lo, hi = ops.min(m, axes, keepdims=True), ops.max(m, axes, keepdims=True)
             m = ops.reshape(ops.safe_div(m - lo, hi - lo), (rows,) + ((*size, 1) if last else (1, *size)))
             part = x if (n0, n1) == (0, n) else x[n0:n1]
             out = bk.forward(model, ops.tile_batch(part, kc) * m, output)
@@ -79,8 +87,10 @@ def scorecam(
     """
     positive_int("batch_size", batch_size)
     ops = bk.ops
-    if len(ops.shape(x)) != 4:
-        raise InputError("scorecam needs image batches (N, C, H, W) or (N, H, W, C) to mask.")
+    kind = cam_input(bk, model, x, "scorecam")
+    if kind.channel_axis is None:
+        raise InputError("scorecam needs batches with a channel axis to mask: signals, images (N, C, H, W) / "
+                         "(N, H, W, C) or volumes.")
 
     def one(ref: Any, with_input: bool) -> LayerMap:
         outputs, A, name = bk.forward_with_activation(model, x, ref, call, output)
@@ -89,7 +99,9 @@ def scorecam(
         s = channel_scores(bk, model, x, a, fixed, output, batch_size)  # (C, N[, k])
         e = np.exp(s - s.max(axis=0, keepdims=True))
         wts = e / e.sum(axis=0, keepdims=True)
-        cam = np.maximum(np.einsum("cn...,nchw->n...hw", wts, a.astype(np.float64)), 0.0).astype(np.float32)
+        flat = a.astype(np.float64).reshape(a.shape[:2] + (-1,))
+        cam = np.maximum(np.einsum("cn...,ncp->n...p", wts, flat), 0.0)
+        cam = cam.reshape(cam.shape[:-1] + a.shape[2:]).astype(np.float32)
         targets = None if idx is None else ops.numpy(idx).astype(np.int64)
         return LayerMap(cam, targets, ops.numpy(clean_scores).astype(np.float32), clean, name)
 

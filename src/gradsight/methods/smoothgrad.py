@@ -12,6 +12,7 @@ from ..errors import UnknownOptionError
 from ..rules import RULES
 from ..targets import Target
 from ._common import MethodResult, input_heatmaps, pinned_target, positive_int, sample_range, warn_zero
+from ._layout import input_kind
 
 BASES = {
     "saliency": None, "deconvnet": RULES["deconvnet"], "guided_backprop": RULES["guided"], "input_x_gradient": None,
@@ -70,14 +71,15 @@ def smoothgrad(
     scores, idx, clean_np, target = pinned_target(bk, bk.forward(model, x, output), target)
 
     sigma = (noise * sample_range(bk, ops.numpy(x))).astype(np.float32)  # (N, 1, ...); several inputs: per input
-    channels_last = len(shape) == 4 and bk.input_layout(model) == "channels_last"
-    canonical = (n, shape[3], shape[1], shape[2]) if channels_last else shape
+    kind = input_kind(bk, model, shape)  # channels-last signals, images, volumes: noise drawn channels first
+    channels_last = kind.channel_axis is not None and kind.channel_axis == len(shape) - 1
+    canonical = (n, shape[-1]) + shape[1:-1] if channels_last else shape
     root = int(seed) if seed is not None else int(np.random.SeedSequence().entropy)  # type: ignore[arg-type]
 
     def noise_for(s: int) -> np.ndarray:
         eps = np.random.default_rng([root, s]).standard_normal(canonical, dtype=np.float32)
         if channels_last:
-            eps = eps.transpose(0, 2, 3, 1)
+            eps = np.moveaxis(eps, 1, -1)
         scaled: np.ndarray = eps * sigma
         return scaled
 

@@ -20,7 +20,7 @@ from .attention import attentions
 from .capture import PATCHING, capture_layer, find_layer, named_layers, wrap_call
 from .compiled import forward as compiled_forward
 from .compiled import forward_with_activation as compiled_forward_with_activation
-from .models import final_softmax, input_info, require_final_softmax
+from .models import conv_rank, final_softmax, input_info, require_final_softmax
 from .ops import KerasOps
 from .primitives import training_flag
 from .rules import apply_rule, rules_active
@@ -73,17 +73,22 @@ def _tensor(x: Any, expected: tuple[int | None, ...] | None, fmt: str | None, in
                 "with x[None]."
             )
         c = expected[-1]
-        if len(shape) == 4 == len(expected) and fmt != "channels_first" and c is not None:
+        if len(shape) == len(expected) in _LAYOUTS and fmt != "channels_first" and c is not None:
             if shape[-1] != c and shape[1] == c:
+                first, last = _LAYOUTS[len(shape)]
+                order = (0,) + tuple(range(2, len(shape))) + (1,)
                 raise InputError(
-                    f"{name} has shape {shape}, which looks channels-first (N, C, H, W), but this Keras model takes "
-                    f"channels-last (N, H, W, C) with C={c}; pass np.transpose(x, (0, 2, 3, 1)) "
-                    "(or tf.transpose(x, [0, 2, 3, 1]))."
+                    f"{name} has shape {shape}, which looks channels-first {first}, but this Keras model takes "
+                    f"channels-last {last} with C={c}; pass np.transpose(x, {order}) "
+                    f"(or tf.transpose(x, {list(order)}))."
                 )
         if len(expected) != len(shape) or any(e not in (None, s) for e, s in zip(expected[1:], shape[1:])):
             raise InputError(f"{name} has shape {shape} but the model takes batches {_shape_str(expected)}.")
     # tf tensors are immutable: the user's array is never modified.
     return tf.cast(tf.convert_to_tensor(x), in_dtype)
+
+
+_LAYOUTS = {3: ("(N, C, L)", "(N, L, C)"), 4: ("(N, C, H, W)", "(N, H, W, C)"), 5: ("(N, C, D, H, W)", "(N, D, H, W, C)")}
 
 
 class KerasBackend(Backend):
@@ -138,6 +143,9 @@ class KerasBackend(Backend):
 
     def input_layout(self, model: keras.Model) -> str:
         return "channels_first" if input_info(model)[1] == "channels_first" else "channels_last"
+
+    def conv_rank(self, model: keras.Model) -> int | None:
+        return conv_rank(model)
 
     def activation_channel_axis(self) -> int:
         return -1

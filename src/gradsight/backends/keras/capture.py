@@ -9,6 +9,7 @@ all work, and there is no "Graph disconnected" error.
 
 from __future__ import annotations
 
+import math
 import threading
 from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
@@ -109,11 +110,11 @@ def find_layer(model: keras.Model, layer: Any) -> LayerRef:
 
 
 def is_spatial(t: Any) -> bool:
-    """A 4-D (N, H, W, C) tensor with H * W > 1: a layer Grad-CAM can use."""
-    if not tf.is_tensor(t) or t.shape.rank != 4:
+    """A feature map Grad-CAM can use: (N, L, C), (N, H, W, C) or (N, D, H, W, C), more than one position."""
+    if not tf.is_tensor(t) or t.shape.rank not in (3, 4, 5):
         return False
-    h, w = t.shape[1], t.shape[2]
-    return h is None or w is None or h * w > 1
+    sizes = t.shape[1:-1]
+    return any(s is None for s in sizes) or math.prod(sizes) > 1
 
 
 @contextmanager
@@ -209,7 +210,7 @@ class _Captured(Captured):
         if not auto:
             raise auto_layer_error(self.model, LAYOUT)
         kinds = {p: type(lay).__name__ for p, lay in iter_layers(self.model)}
-        name = auto[pick([kinds.get(p, "") for p, _ in auto], [tuple(t.shape[1:3]) for _, t in auto]) or 0][0]
+        name = auto[pick([kinds.get(p, "") for p, _ in auto], [tuple(t.shape[1:-1]) for _, t in auto]) or 0][0]
         return Capture(name, [t for p, t in auto if p == name]).get(call), name  # same range check as a named layer
 
 

@@ -12,7 +12,7 @@ import keras
 from ...errors import ModelError
 from .capture import iter_layers, shadow, wrap_call
 
-__all__ = ["load_model", "input_info", "final_softmax", "require_final_softmax", "strip_softmax"]
+__all__ = ["load_model", "conv_rank", "input_info", "final_softmax", "require_final_softmax", "strip_softmax"]
 
 
 def load_model(
@@ -55,14 +55,27 @@ def input_info(model: keras.Model) -> tuple[tuple[int | None, ...] | None, str |
         pass
     fmt, channels = None, None
     for _, layer in iter_layers(model):  # lazily: stops at the first convolution
-        if isinstance(layer, keras.layers.Conv2D) and getattr(layer, "kernel", None) is not None:
-            fmt, channels = layer.data_format, int(layer.kernel.shape[-2])
+        if isinstance(layer, _CONVS) and getattr(layer, "kernel", None) is not None:
+            fmt = layer.data_format  # 1-D and 3-D convolutions say the layout of signals and volumes
+            channels = int(layer.kernel.shape[-2]) if isinstance(layer, keras.layers.Conv2D) else None
             break
     if shape is None and channels is not None:
         shape = (None, None, None, channels) if fmt == "channels_last" else (None, channels, None, None)
     if dtype is None:
         dtype = model.dtype_policy.compute_dtype
     return shape, fmt, dtype
+
+
+_CONVS = (keras.layers.Conv1D, keras.layers.Conv2D, keras.layers.Conv3D)
+
+
+def conv_rank(model: keras.Model) -> int | None:
+    """Spatial axes of the model's first convolution (Conv1D: 1, Conv2D and its kin: 2, Conv3D: 3), or None."""
+    for _, layer in iter_layers(model):
+        rank = getattr(layer, "rank", None)
+        if "Conv" in type(layer).__name__ and isinstance(rank, int) and 1 <= rank <= 3:
+            return rank
+    return None
 
 
 def _output_layer(model: keras.Model) -> keras.layers.Layer | None:

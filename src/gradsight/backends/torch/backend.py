@@ -139,6 +139,9 @@ class TorchPrimitives(Primitives):
             )
 
 
+_LAYOUTS = {1: ("(N, C, L)", "(N, L, C)"), 2: ("(N, C, H, W)", "(N, H, W, C)"), 3: ("(N, C, D, H, W)", "(N, D, H, W, C)")}
+
+
 def _first_conv(model: torch.nn.Module) -> torch.nn.Module | None:
     for m in model.modules():
         if isinstance(m, (torch.nn.Conv1d, torch.nn.Conv2d, torch.nn.Conv3d)):
@@ -209,24 +212,30 @@ class TorchBackend(Backend):
         param = next(model.parameters(), None)
         device, dtype = (param.device, param.dtype) if param is not None else (t.device, t.dtype)
         conv = _first_conv(model) if check_layout else None
-        if isinstance(conv, torch.nn.Conv2d):
-            c = conv.in_channels
-            if t.dim() == 3:
+        if conv is not None:
+            c, d = conv.in_channels, conv.weight.dim() - 2
+            first, last = _LAYOUTS[d]
+            if t.dim() == d + 1 and d > 1:  # a (C, L) signal and an (N, H, W) gray batch stay ambiguous
                 raise InputError(
-                    f"x has shape {tuple(t.shape)} but the model's first convolution takes 4-D (N, C, H, W) "
+                    f"x has shape {tuple(t.shape)} but the model's first convolution takes {d + 2}-D {first} "
                     "batches; add the batch axis with x[None]."
                 )
-            if t.dim() == 4 and t.shape[1] != c and t.shape[-1] == c:
+            if t.dim() == d + 2 and t.shape[1] != c and t.shape[-1] == c:
+                order = (0, d + 1) + tuple(range(1, d + 1))
                 raise InputError(
-                    f"x has shape {tuple(t.shape)}, which looks channels-last (N, H, W, C), but this PyTorch "
-                    f"model takes channels-first (N, C, H, W) with C={c}; pass x.permute(0, 3, 1, 2) "
-                    "(numpy: x.transpose(0, 3, 1, 2))."
+                    f"x has shape {tuple(t.shape)}, which looks channels-last {last}, but this PyTorch "
+                    f"model takes channels-first {first} with C={c}; pass x.permute{order} "
+                    f"(numpy: x.transpose{order})."
                 )
         # A private copy: the user's tensor is never modified nor marked requires_grad.
         return t.detach().to(device=device, dtype=dtype, copy=True)
 
     def input_layout(self, model: torch.nn.Module) -> str:
         return "channels_first"
+
+    def conv_rank(self, model: torch.nn.Module) -> int | None:
+        conv = _first_conv(model)
+        return None if conv is None else conv.weight.dim() - 2
 
     def activation_channel_axis(self) -> int:
         return 1

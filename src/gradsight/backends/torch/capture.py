@@ -61,8 +61,8 @@ def find_layer(model: torch.nn.Module, layer: Any) -> LayerRef:
 
 
 def is_spatial(t: Any) -> bool:
-    """A 4-D tensor (N, C, H, W) with H * W > 1: a layer Grad-CAM can use."""
-    return isinstance(t, torch.Tensor) and t.dim() == 4 and t.shape[2] * t.shape[3] > 1
+    """A feature map Grad-CAM can use: (N, C, L), (N, C, H, W) or (N, C, D, H, W), more than one position."""
+    return isinstance(t, torch.Tensor) and 3 <= t.dim() <= 5 and t.shape[2:].numel() > 1
 
 
 @contextmanager
