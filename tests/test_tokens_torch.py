@@ -289,3 +289,21 @@ def test_one_d_signal_layers_are_not_read_as_tokens():
     (g,) = torch.autograd.grad(score, a)
     ref = torch.relu((g.mean(2, keepdim=True) * a).sum(1)).detach().numpy()
     np.testing.assert_allclose(exp.attributions, ref, rtol=1e-5, atol=1e-6)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus", "xgradcam", "layercam", "hirescam", "eigencam",
+                                    "scorecam"])
+def test_layer_input_on_every_cam_method(method):
+    """The input of conv "2" is the output of ReLU "1": every CAM method gives the same map either way,
+    for one layer and for a list of layers."""
+    torch.manual_seed(7)
+    model = nn.Sequential(nn.Conv2d(3, 5, 3, padding=1), nn.ReLU(), nn.Conv2d(5, 6, 3, padding=1), nn.ReLU(),
+                          nn.Conv2d(6, 4, 3, padding=1), nn.ReLU(),
+                          nn.AdaptiveAvgPool2d(1), nn.Flatten(), nn.Linear(4, 3)).eval()
+    via_input = gs.explain(model, X24, method, target=2, layer="2", layer_input=True)
+    via_output = gs.explain(model, X24, method, target=2, layer="1")
+    np.testing.assert_allclose(via_input.attributions, via_output.attributions, rtol=1e-5, atol=1e-7)
+    both = gs.explain(model, X24, method, target=2, layer=["2", "4"], layer_input=True)
+    ref = gs.explain(model, X24, method, target=2, layer=["1", "3"])
+    np.testing.assert_allclose(both.attributions, ref.attributions, rtol=1e-5, atol=1e-6)
+    assert not model[2]._forward_pre_hooks and not model[4]._forward_pre_hooks

@@ -39,7 +39,9 @@ _CAM = """layer : str, layer object, a list of them, or None
         Grad-CAM); ``attributions`` are then input-shaped and ``extras["cam"]`` is the map.
     tokens : gradsight.Tokens, optional
         How a transformer layer's tokens (N, T, C) or a channels-last grid (N, H, W, C)
-        map to the image grid; found from the model when not given (see ``gs.gradcam``)."""
+        map to the image grid; found from the model when not given (see ``gs.gradcam``).
+    layer_input : bool, default False
+        Weigh the layer's (first) input instead of its output (every layer of a list)."""
 
 _CAM_RESULT = """``attributions`` (N, h, w) at the layer's resolution, unnormalised ((N, k, h, w)
     for k targets per sample); ``heatmaps`` (N, H, W) resized to the input, in [0, 1]."""
@@ -52,10 +54,12 @@ def _doc(fn: Any) -> Any:
 
 def _cam(
     name: str, model: Any, x: Any, target: Any, layer: Any, call: int, guided: bool, output: Any, eval_mode: bool,
-    logits: bool, options: dict[str, Any], tokens: Tokens | None = None,
+    logits: bool, options: dict[str, Any], tokens: Tokens | None = None, layer_input: bool = False,
 ) -> Explanation:
     if tokens is not None:
         options = {**options, "tokens": tokens}
+    if layer_input:
+        options = {**options, "layer_input": True}
     return explain(
         model, x, name, target, layer, output=output, eval_mode=eval_mode, logits=logits, call=call, guided=guided,
         **options,
@@ -72,6 +76,7 @@ def gradcam_plus_plus(
     call: int = -1,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -89,7 +94,9 @@ def gradcam_plus_plus(
     {cam}
     {session}
     """
-    return _cam("gradcam_plus_plus", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens)
+    return _cam(
+        "gradcam_plus_plus", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens, layer_input
+    )
 
 
 @_doc
@@ -102,6 +109,7 @@ def xgradcam(
     call: int = -1,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -117,7 +125,9 @@ def xgradcam(
     {cam}
     {session}
     """
-    return _cam("xgradcam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens)
+    return _cam(
+        "xgradcam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens, layer_input
+    )
 
 
 @_doc
@@ -130,6 +140,7 @@ def layercam(
     call: int = -1,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -145,7 +156,9 @@ def layercam(
     {cam}
     {session}
     """
-    return _cam("layercam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens)
+    return _cam(
+        "layercam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens, layer_input
+    )
 
 
 @_doc
@@ -158,6 +171,7 @@ def hirescam(
     call: int = -1,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -173,7 +187,9 @@ def hirescam(
     {cam}
     {session}
     """
-    return _cam("hirescam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens)
+    return _cam(
+        "hirescam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens, layer_input
+    )
 
 
 @_doc
@@ -186,6 +202,7 @@ def eigencam(
     call: int = -1,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -204,7 +221,9 @@ def eigencam(
     {cam}
     {session}
     """
-    return _cam("eigencam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens)
+    return _cam(
+        "eigencam", model, x, target, layer, call, guided, output, eval_mode, logits, options, tokens, layer_input
+    )
 
 
 @_doc
@@ -218,6 +237,7 @@ def scorecam(
     batch_size: int = 32,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: int | str | tuple[int | str, ...] | None = None,
     eval_mode: bool = True,
     logits: bool = False,
@@ -240,7 +260,7 @@ def scorecam(
     """
     return _cam(
         "scorecam", model, x, target, layer, call, guided, output, eval_mode, logits,
-        dict(options, batch_size=batch_size), tokens,
+        dict(options, batch_size=batch_size), tokens, layer_input,
     )
 
 

@@ -135,3 +135,19 @@ def test_keras_forward_kwargs_reach_the_model():
     np.testing.assert_allclose(exp.attributions, ref, rtol=1e-4, atol=1e-7)
     np.testing.assert_allclose(gs.predict(model, X, forward_kwargs={"gain": gain}),
                                model(xt, gain=gain, training=False).numpy(), rtol=1e-5)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus", "xgradcam", "layercam", "hirescam", "eigencam",
+                                    "scorecam"])
+def test_layer_input_on_every_cam_method(method):
+    """The input of conv "c2" is the output of ReLU "r1": every CAM method gives the same map either way."""
+    keras.utils.set_random_seed(7)
+    inp = keras.Input((12, 12, 3))
+    h = keras.layers.ReLU(name="r1")(keras.layers.Conv2D(5, 3, padding="same", name="c1")(inp))
+    h = keras.layers.ReLU(name="r2")(keras.layers.Conv2D(6, 3, padding="same", name="c2")(h))
+    out = keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h))
+    model = keras.Model(inp, out)
+    x = np.random.default_rng(0).normal(size=(2, 12, 12, 3)).astype(np.float32)
+    via_input = gs.explain(model, x, method, target=2, layer="c2", layer_input=True)
+    via_output = gs.explain(model, x, method, target=2, layer="r1")
+    np.testing.assert_allclose(via_input.attributions, via_output.attributions, rtol=1e-5, atol=1e-7)

@@ -19,14 +19,14 @@ images (N, C, h, w) and volumes (N, C, d, h, w) alike (channels last in Keras). 
 from __future__ import annotations
 
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from typing import Any
 
 import numpy as np
 
 from .. import maps
-from ..backends.base import Backend, Gradients
-from ..errors import InputError, UnknownOptionError
+from ..backends.base import Backend, Gradients, LayerRef
+from ..errors import InputError, ModelError, UnknownOptionError
 from ..rules import RULES
 from ..targets import Target
 from ._common import (
@@ -41,7 +41,7 @@ from ._common import (
 from ._layout import cam_input, normalized
 from ._tokens import Tokens, to_grid
 
-__all__ = ["LayerMap", "gradient_cam", "grid_activation", "layer_tensors", "run_cam"]
+__all__ = ["LayerMap", "cam_layer", "gradient_cam", "grid_activation", "layer_tensors", "run_cam"]
 
 Weigh = Callable[[Any, Any, Any, int, tuple[int, ...]], Any]
 
@@ -85,9 +85,19 @@ def grid_activation(bk: Backend, model: Any, x: Any, A: Any, layer: str | None, 
     return np.moveaxis(bk.ops.numpy(grid), ch, 1)
 
 
+def cam_layer(bk: Backend, model: Any, layer: Any, layer_input: bool = False) -> LayerRef:
+    """The :class:`LayerRef` a CAM method captures (its input with ``layer_input``)."""
+    ref = bk.resolve_layer(model, "auto" if layer is None else layer)
+    if layer_input:
+        if ref.auto:
+            raise ModelError("layer_input=True needs a named layer (layer=NAME), not the automatic choice.")
+        ref = replace(ref, input=True)
+    return ref
+
+
 def gradient_cam(
     bk: Backend, model: Any, x: Any, target: Target, *, layer: Any, call: int, output: Any, guided: bool,
-    name: str, weigh: Weigh, tokens: Tokens | None = None,
+    name: str, weigh: Weigh, tokens: Tokens | None = None, layer_input: bool = False,
 ) -> MethodResult:
     """A CAM computed from one forward and one backward to the layer, per layer."""
 
@@ -103,14 +113,16 @@ def gradient_cam(
         gb = bk.ops.numpy(g.input_grad).astype(np.float32) if with_input else None
         return LayerMap(cam, targets, scores, outputs, g.layer, gb)
 
-    return run_cam(bk, model, x, target, layer=layer, output=output, guided=guided, name=name, one=one)
+    return run_cam(bk, model, x, target, layer=layer, output=output, guided=guided, name=name, one=one,
+                   layer_input=layer_input)
 
 
 def run_cam(
     bk: Backend, model: Any, x: Any, target: Target, *, layer: Any, output: Any, guided: bool, name: str,
-    one: Callable[[Any, bool], LayerMap],
+    one: Callable[[Any, bool], LayerMap], layer_input: bool = False,
 ) -> MethodResult:
-    """Run ``one`` on each layer of ``layer`` (one, or a list) and assemble the result."""
+    """Run ``one`` on each layer of ``layer`` (one, or a list; their inputs with ``layer_input``)
+    and assemble the result."""
     several = isinstance(layer, (list, tuple))
     layers = list(layer) if several else [layer]
     if not layers:
@@ -125,7 +137,7 @@ def run_cam(
             f"{name} with guided=True or a list of layers needs batches with a channel axis: signals, images "
             "(N, C, H, W) / (N, H, W, C) or volumes."
         )
-    refs = [bk.resolve_layer(model, "auto" if lay is None else lay) for lay in layers]  # all checked before any pass
+    refs = [cam_layer(bk, model, lay, layer_input) for lay in layers]  # all checked before any pass
     layer_maps = [one(ref, guided and i == 0) for i, ref in enumerate(refs)]
     first = layer_maps[0]
     multi = first.scores.ndim == 2

@@ -56,6 +56,7 @@ def eigencam(
     call: int = -1,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: Any = None,
 ) -> MethodResult:
     """ReLU of the projection of the centred activations (h*w x C) on their first right singular vector.
@@ -80,6 +81,6 @@ def eigencam(
         targets = None if idx is None else ops.numpy(idx).astype(np.int64)
         return LayerMap(cam, targets, scores_np, outputs_numpy(bk, outputs), name)
 
-    result = run_cam(bk, model, x, target, layer=layer, output=output, guided=guided, name="eigencam", one=one)
+    result = run_cam(bk, model, x, target, layer=layer, output=output, guided=guided, name="eigencam", one=one, layer_input=layer_input)
     result.extras["note"] = NOTE
     return result

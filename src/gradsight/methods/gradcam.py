@@ -2,16 +2,15 @@
 
 from __future__ import annotations
 
-from dataclasses import replace
 from typing import Any
 
 import numpy as np
 
 from .. import maps
-from ..backends.base import Backend, Gradients, LayerRef
-from ..errors import ModelError, UnknownOptionError
+from ..backends.base import Backend, Gradients
+from ..errors import UnknownOptionError
 from ..targets import Target
-from ._cam import gradient_cam
+from ._cam import cam_layer, gradient_cam
 from ._common import MethodResult, finish, map_size, per_target, warn_zero
 from ._layout import cam_input, normalized
 from ._tokens import Tokens, to_grid
@@ -50,30 +49,17 @@ def gradcam(
     """
     check_gate(gate)
     if guided or isinstance(layer, (list, tuple)):
-        if tokens is not None or layer_input:
-            raise UnknownOptionError("gradcam with guided=True or a list of layers takes image layers only; "
-                                     "drop tokens= / layer_input=, or explain one layer without guided.")
 
         def weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...]) -> Any:
             G = ops.relu(G) * ops.step(A) if gate == "guided" else G
             return ops.relu(ops.sum(ops.mean(G, spatial, keepdims=True) * A, axis=ch))
 
         return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
-                            name="gradcam", weigh=weigh)
+                            name="gradcam", weigh=weigh, tokens=tokens, layer_input=layer_input)
     cam_input(bk, model, x, "gradcam")  # a table has no map: say so before any pass
     ref = cam_layer(bk, model, layer, layer_input)
     g = bk.gradients(model, x, target, layer=ref, call=call, wrt_input=False, output=output)
     return cam_from(bk, model, x, g, gate, tokens=tokens)
-
-
-def cam_layer(bk: Backend, model: Any, layer: Any, layer_input: bool = False) -> LayerRef:
-    """The :class:`LayerRef` a CAM method captures (its input with ``layer_input``)."""
-    ref = bk.resolve_layer(model, "auto" if layer is None else layer)
-    if layer_input:
-        if ref.auto:
-            raise ModelError("layer_input=True needs a named layer (layer=NAME), not the automatic choice.")
-        ref = replace(ref, input=True)
-    return ref
 
 
 def cam_from(

@@ -30,6 +30,7 @@ def gradcam_plus_plus(
     call: int = -1,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: Any = None,
 ) -> MethodResult:
     """ReLU(sum_k w_k A_k), w_k = sum_ij a_ij ReLU(g_ij), a_ij = g^2 / (2 g^2 + (sum_ab A_ab) g^3).
@@ -41,4 +42,4 @@ def gradcam_plus_plus(
     guided backprop times the map resized to the input (``extras["cam"]`` the map).
     """
     return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
-                        name="gradcam_plus_plus", weigh=weigh, tokens=tokens)
+                        name="gradcam_plus_plus", weigh=weigh, tokens=tokens, layer_input=layer_input)

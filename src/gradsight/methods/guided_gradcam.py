@@ -11,10 +11,11 @@ from ..backends.base import Backend
 from ..errors import InputError
 from ..rules import RULES
 from ..targets import Target
+from ._cam import cam_layer
 from ._common import MethodResult, input_channel_axis, input_heatmaps, map_size, per_target, warn_zero
 from ._layout import cam_input
 from ._tokens import Tokens
-from .gradcam import cam_from, cam_layer, check_gate, gradcam
+from .gradcam import cam_from, check_gate, gradcam
 
 
 def guided_gradcam(

@@ -25,6 +25,7 @@ def hirescam(
     call: int = -1,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: Any = None,
 ) -> MethodResult:
     """ReLU(sum_k g_k * A_k), element-wise (no spatial pooling of g), g = dy/dA at ``layer``.
@@ -32,4 +33,4 @@ def hirescam(
     Shapes, ``layer=[...]`` and ``guided=True`` as :func:`~gradsight.methods.gradcam_plus_plus`.
     """
     return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
-                        name="hirescam", weigh=weigh, tokens=tokens)
+                        name="hirescam", weigh=weigh, tokens=tokens, layer_input=layer_input)

@@ -25,6 +25,7 @@ def layercam(
     call: int = -1,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: Any = None,
 ) -> MethodResult:
     """ReLU(sum_k ReLU(g_k) * A_k), element-wise, g = dy/dA at ``layer``.
@@ -33,4 +34,4 @@ def layercam(
     (Layer-CAM's own recipe for several layers is ``layer=[...]``).
     """
     return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
-                        name="layercam", weigh=weigh, tokens=tokens)
+                        name="layercam", weigh=weigh, tokens=tokens, layer_input=layer_input)

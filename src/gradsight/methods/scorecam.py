@@ -72,6 +72,7 @@ def scorecam(
     batch_size: int = 32,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: Any = None,
 ) -> MethodResult:
     """ReLU(sum_k w_k A_k), w = softmax_k(s_k), s_k = target score of model(x * M_k).
@@ -105,4 +106,4 @@ def scorecam(
         targets = None if idx is None else ops.numpy(idx).astype(np.int64)
         return LayerMap(cam, targets, ops.numpy(clean_scores).astype(np.float32), clean, name)
 
-    return run_cam(bk, model, x, target, layer=layer, output=output, guided=guided, name="scorecam", one=one)
+    return run_cam(bk, model, x, target, layer=layer, output=output, guided=guided, name="scorecam", one=one, layer_input=layer_input)

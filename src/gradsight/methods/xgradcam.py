@@ -28,6 +28,7 @@ def xgradcam(
     call: int = -1,
     guided: bool = False,
     tokens: Tokens | None = None,
+    layer_input: bool = False,
     output: Any = None,
 ) -> MethodResult:
     """ReLU(sum_k w_k A_k), w_k = sum_ij (A_ij / (sum_ab A_ab + 1e-7)) g_ij, g = dy/dA at ``layer``.
@@ -35,4 +36,4 @@ def xgradcam(
     Shapes, ``layer=[...]`` and ``guided=True`` as :func:`~gradsight.methods.gradcam_plus_plus`.
     """
     return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
-                        name="xgradcam", weigh=weigh, tokens=tokens)
+                        name="xgradcam", weigh=weigh, tokens=tokens, layer_input=layer_input)
