@@ -206,11 +206,14 @@ def main(argv: list[str] | None = None) -> int:
     from cam_family import keras_cases
 
     TARGETS.update(CAM_FAMILY_TARGETS)
-    extra = keras_cases(model, x, target, layer, args.quick, ig_batch=128 if cifar else 16)
+    extra = keras_cases(model, x, target, layer, args.quick, ig_batch=128 if cifar else 16,
+                        sc_images=(8 if args.quick else 16) if cifar else 0)
 
     if args.groups:
         wanted = [w.strip() for w in args.groups.split(",")]
         extra = {k: v for k, v in extra.items() if any(w in k for w in wanted)}
+    if "scorecam" in extra:
+        checks["scorecam vs its floor"] = rel_diff(extra["scorecam"]["scorecam"]().attributions, extra["scorecam"]["floor"]())
     rows = []
     for fns in extra.values():
         for name, fn in fns.items():

@@ -195,10 +195,11 @@ def _rel(a: Any, b: Any) -> float:
 
 
 def keras_cases(
-    model: Any, x: np.ndarray, target: list[int], layer: str, quick: bool, ig_batch: int = 16
+    model: Any, x: np.ndarray, target: list[int], layer: str, quick: bool, ig_batch: int = 16, sc_images: int = 0
 ) -> dict[str, dict[str, Callable[[], Any]]]:
     """``{group: {method: fn, ..., "floor...": fn}}`` for ``bench_keras.py`` (tf.function floors), each
-    group timed interleaved; IG: 16 steps in passes of ``ig_batch`` rows (4 / 4 with ``quick``)."""
+    group timed interleaved; IG: 16 steps in passes of ``ig_batch`` rows (4 / 4 with ``quick``);
+    Score-CAM on the first ``sc_images`` images when > 0."""
     import keras
     import tensorflow as tf
 
@@ -264,7 +265,39 @@ def keras_cases(
         "integrated_gradients": lambda: gs.integrated_gradients(model, x, target=target, steps=steps, batch_size=batch),
         "floor": ig_floor,
     }
+    if sc_images:  # C x N masked forward passes: the CIFAR model only on CPU (ResNet50: 2048 x 8)
+        xs, ts = x[:sc_images], target[:sc_images]
+        cases["scorecam"] = {
+            "scorecam": lambda: gs.scorecam(model, xs, target=ts, layer=layer, batch_size=256),
+            "floor": lambda: keras_scorecam_floor(model, grad_model, xs, ts, 256),
+        }
     return cases
+
+
+def keras_scorecam_floor(model: Any, grad_model: Any, x: np.ndarray, target: list[int], batch_size: int) -> np.ndarray:
+    """Score-CAM in plain TensorFlow: each channel's map resized (bilinear, half-pixel centres, which is
+    ``align_corners=False``) and min-max normalised, the masked images through the model in
+    ``batch_size`` rows, softmax over channels, ReLU of the weighted sum."""
+    import tensorflow as tf
+
+    xt = tf.constant(x)
+    a, _ = grad_model(xt, training=False)  # (N, h, w, C)
+    n, c = int(a.shape[0]), int(a.shape[-1])
+    idx = tf.constant(np.array(target, np.int64))
+    per = max(1, batch_size // n)
+    fwd = tf.function(lambda rows: model(rows, training=False))
+    scores = []
+    for c0 in range(0, c, per):
+        k = min(per, c - c0)
+        up = tf.image.resize(a[..., c0:c0 + k], x.shape[1:3], method="bilinear")  # (N, H, W, k)
+        lo = tf.reduce_min(up, axis=(1, 2), keepdims=True)
+        hi = tf.reduce_max(up, axis=(1, 2), keepdims=True)
+        mask = tf.where(hi > lo, (up - lo) / tf.where(hi > lo, hi - lo, 1.0), 0.0)
+        rows = tf.reshape(tf.transpose(mask, (3, 0, 1, 2))[..., None] * xt[None], (k * n,) + tuple(x.shape[1:]))
+        out = fwd(rows)
+        scores.append(tf.reshape(tf.gather(out, tf.tile(idx, [k]), axis=1, batch_dims=1), (k, n)))
+    w = tf.nn.softmax(tf.concat(scores, 0), axis=0)  # (C, N)
+    return tf.nn.relu(tf.einsum("cn,nhwc->nhw", w, a)).numpy()
 
 
 # --------------------------------------------------------------------------- memory (PyTorch)

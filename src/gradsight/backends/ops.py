@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
+from collections.abc import Callable, Hashable
 from typing import Any
 
 import numpy as np
@@ -22,6 +23,13 @@ class Ops(ABC):
     """
 
     channels_last: bool = False
+
+    def fuse(self, fn: Callable[..., Tensor], *static: Hashable) -> Callable[..., Tensor]:
+        """``fn(ops, *tensors, *static)`` as one call on tensors: a few element-wise ops on a
+        layer's tensors run as one compiled function where a framework's eager ops each cost
+        a fixed overhead (Keras: ``tf.function``, traced once per ``fn`` and ``static``);
+        here, as they are. ``fn`` must use only these ops (no host copies)."""
+        return lambda *tensors: fn(self, *tensors, *static)
 
     @abstractmethod
     def numpy(self, t: Tensor) -> np.ndarray: ...

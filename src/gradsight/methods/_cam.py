@@ -107,7 +107,7 @@ def gradient_cam(
             wrt_input=with_input, output=output, layer_rule=RULES["plain"] if with_input else None,
         )
         A, G, ch, spatial, multi = layer_tensors(bk, model, x, g, tokens)
-        cam = bk.ops.numpy(weigh(bk.ops, A, G, ch, spatial)).astype(np.float32)
+        cam = bk.ops.numpy(bk.ops.fuse(weigh, ch, spatial)(A, G)).astype(np.float32)  # one compiled call (Keras)
         targets, scores, outputs = finish(bk, g)
         warn_zero(bk.ops.numpy(g.layer_grad), outputs, f"{name} at {g.layer!r}", k_axis=multi)
         gb = bk.ops.numpy(g.input_grad).astype(np.float32) if with_input else None

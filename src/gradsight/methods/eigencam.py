@@ -23,13 +23,17 @@ def principal_maps(ops: Any, A: Any, channel_axis: int) -> np.ndarray:
     the sign makes the map correlate positively with sum_k A_k (an SVD's sign is
     arbitrary); then ReLU, like every CAM.
     """
+    out: np.ndarray = ops.numpy(ops.fuse(_signed_projection, channel_axis)(A)).astype(np.float32)
+    return out
+
+
+def _signed_projection(ops: Any, A: Any, channel_axis: int) -> Any:
     proj = ops.principal_projection(A, channel_axis)  # (N, h, w), centred over positions
     total = ops.sum(A, axis=channel_axis)
     total = total - ops.mean(total, (1, 2), keepdims=True)
     corr = ops.sum(proj * total, axis=(1, 2), keepdims=True)  # (N, 1, 1)
     flip = 1.0 - 2.0 * ops.step(-corr)  # -1 where the correlation is negative
-    out: np.ndarray = ops.numpy(ops.relu(proj * flip)).astype(np.float32)
-    return out
+    return ops.relu(proj * flip)
 
 
 def _principal_maps_nd(ops: Any, A: Any, channel_axis: int) -> np.ndarray:

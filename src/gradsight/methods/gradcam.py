@@ -62,6 +62,13 @@ def gradcam(
     return cam_from(bk, model, x, g, gate, tokens=tokens)
 
 
+def _weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...], gate: str | None) -> Any:
+    """ReLU(sum_k alpha_k A_k), alpha_k the mean gradient (gated first with ``gate="guided"``)."""
+    if gate == "guided":
+        G = ops.relu(G) * ops.step(A)
+    return ops.relu(ops.sum(ops.mean(G, spatial, keepdims=True) * A, axis=ch))
+
+
 def cam_from(
     bk: Backend, model: Any, x: Any, g: Gradients, gate: str | None, heatmaps: bool = True, tokens: Tokens | None = None
 ) -> MethodResult:
@@ -79,10 +86,7 @@ def cam_from(
     if multi:
         A = ops.reshape(A, (shape[0], 1) + tuple(shape[1:]))
         ch, spatial = ch + 1, tuple(a + 1 for a in spatial)
-    if gate == "guided":
-        G = ops.relu(G) * ops.step(A)
-    alpha = ops.mean(G, spatial, keepdims=True)
-    cam = ops.numpy(ops.relu(ops.sum(alpha * A, axis=ch))).astype(np.float32)
+    cam = ops.numpy(ops.fuse(_weigh, ch, spatial, gate)(A, G)).astype(np.float32)  # one compiled call (Keras)
     targets, scores, outputs = finish(bk, g)
     # called by a method, one frame deeper than warn_zero expects: point at the same caller
     warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}", k_axis=multi)
