@@ -111,11 +111,15 @@ def _per_sample(xt: Any) -> dict[str, np.ndarray]:
         return {k: v.cpu().numpy() for k, v in rows.items()}
     tf = sys.modules.get("tensorflow")
     if tf is not None and tf.is_tensor(xt):
+        # Three reductions (each eager op costs ~0.1 ms): a row's sum of x * 0 is 0 exactly when
+        # the row is finite (NaN and inf both give NaN); the exact flags only for a bad row.
         flat = tf.reshape(xt, (int(xt.shape[0]), -1))
-        return {"finite": tf.reduce_all(tf.math.is_finite(flat), 1).numpy(),
-                "nan": tf.reduce_any(tf.math.is_nan(flat), 1).numpy(),
-                "inf": tf.reduce_any(tf.math.is_inf(flat), 1).numpy(),
-                "constant": (tf.reduce_max(flat, 1) == tf.reduce_min(flat, 1)).numpy()}
+        finite = (tf.reduce_sum(flat * 0, 1) == 0).numpy()
+        constant = (tf.reduce_max(flat, 1) == tf.reduce_min(flat, 1)).numpy()
+        if finite.all():
+            return {"finite": finite, "nan": ~finite, "inf": ~finite, "constant": constant}
+        return {"finite": finite, "nan": tf.reduce_any(tf.math.is_nan(flat), 1).numpy(),
+                "inf": tf.reduce_any(tf.math.is_inf(flat), 1).numpy(), "constant": constant}
     flat = np.asarray(xt).reshape(len(xt), -1)
     return {"finite": np.isfinite(flat).all(1), "nan": np.isnan(flat).any(1), "inf": np.isinf(flat).any(1),
             "constant": flat.max(1) == flat.min(1)}
