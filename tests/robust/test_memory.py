@@ -7,6 +7,7 @@ loosely, and a deliberately leaky caller shows the checks would catch a leak.
 
 from __future__ import annotations
 
+import ctypes
 import gc
 import itertools
 import os
@@ -45,17 +46,27 @@ def _torch_hooks(model):
         glob._global_backward_hooks)
 
 
+def _settle() -> None:
+    """Collect garbage and hand freed heap pages back (glibc ``malloc_trim``), so RSS counts live
+    memory, not the allocator's free lists (which grow with how fragmented earlier tests left them)."""
+    gc.collect()
+    try:
+        ctypes.CDLL("libc.so.6").malloc_trim(0)
+    except (OSError, AttributeError):  # not glibc: RSS as it is
+        pass
+
+
 def _run(call, x, calls, batches=BATCHES):
     jobs = _jobs(batches)
     for _ in range(2 * len(gs.METHODS) * len(batches)):  # warm-up: every pair twice
         m, b = next(jobs)
         call(x[:b], m)
-    gc.collect()
+    _settle()
     before = rss()
     for _ in range(calls):
         m, b = next(jobs)
         call(x[:b], m)
-    gc.collect()
+    _settle()
     return rss() - before
 
 
@@ -78,6 +89,11 @@ def test_torch_many_calls_leave_no_hook_and_flat_memory():
 
     _run(leaky, x, 3)
     assert _torch_hooks(model) > hooks
+
+    # and the RSS check catches a caller that keeps 2 MB per call alive
+    kept = []
+    grown = _run(lambda xb, m: kept.append(np.ones(MB // 4)) or gs.explain(model, xb, method=m, **_opts(m)), x, 30)
+    assert grown > 50 * MB
 
 
 def test_keras_many_calls_do_not_retrace_and_keep_memory_flat():

@@ -120,11 +120,6 @@ def load_demo_detector() -> TinyYolo:
     The model carries ``detection_config`` (:data:`CONFIG`), ``input_size`` (64),
     ``class_names`` and ``cam_layer`` for tools such as the CLI.
     """
-    if not WEIGHTS_PATH.is_file():
-        raise FileNotFoundError(
-            f"demo detector weights not found at {WEIGHTS_PATH}; retrain them with "
-            "`python scripts/train_detector.py` from the repository root."
-        )
-    model = TinyYolo()
-    model.load_state_dict(torch.load(WEIGHTS_PATH, weights_only=True, map_location="cpu"))
-    return model.eval()
+    from .model import with_bundled_weights
+
+    return with_bundled_weights(TinyYolo(), WEIGHTS_PATH, "demo detector weights", "scripts/train_detector.py")

@@ -78,11 +78,6 @@ def load_fine_model() -> ShapesNetFine:
     Raises ``FileNotFoundError`` if the weights file is missing (run
     ``python scripts/train_demo_fine.py``).
     """
-    if not FINE_WEIGHTS_PATH.is_file():
-        raise FileNotFoundError(
-            f"Fine demo weights not found at {FINE_WEIGHTS_PATH}. Reinstall gradsight, or retrain them "
-            "with `python scripts/train_demo_fine.py` from the repository root."
-        )
-    model = ShapesNetFine()
-    model.load_state_dict(torch.load(FINE_WEIGHTS_PATH, weights_only=True, map_location="cpu"))
-    return model.eval()
+    from .model import with_bundled_weights
+
+    return with_bundled_weights(ShapesNetFine(), FINE_WEIGHTS_PATH, "Fine demo weights", "scripts/train_demo_fine.py")

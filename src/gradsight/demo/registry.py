@@ -112,20 +112,28 @@ def _load_shapes_net(framework: str) -> tuple[Any, ModelInfo]:
     return model, _shapes_info(framework, IMAGE_SIZE, "shapes demo model")
 
 
-def _load_shapes_net_fine(framework: str) -> tuple[Any, ModelInfo]:
+def _torch_only(framework: str, name: str, module: str, loader: str, what: str) -> tuple[Any, ModelInfo]:
+    """A bundled model that exists in PyTorch only: ``gradsight.demo.<module>.<loader>()``."""
+    import importlib
+
     from .shapes import IMAGE_SIZE
 
     if framework == "keras":
-        raise ModelError("'demo-fine' is a PyTorch model only (it has no Keras twin); use --framework torch.")
+        raise ModelError(f"{name!r} is a PyTorch model only (it has no Keras twin); use --framework torch.")
     try:
-        from .fine_model import load_fine_model
+        load = getattr(importlib.import_module(f"{__package__}.{module}"), loader)
     except ImportError as exc:
         raise _needs("torch", exc) from exc
     try:
-        model = load_fine_model()
+        model = load()
     except FileNotFoundError as exc:
         raise ModelError(str(exc)) from exc
-    return model, _shapes_info(framework, IMAGE_SIZE, "shapes demo model with a 16x16 last stage")
+    return model, _shapes_info(framework, IMAGE_SIZE, what)
+
+
+def _load_shapes_net_fine(framework: str) -> tuple[Any, ModelInfo]:
+    return _torch_only(framework, "demo-fine", "fine_model", "load_fine_model",
+                       "shapes demo model with a 16x16 last stage")
 
 
 def _load_detector(framework: str) -> tuple[Any, ModelInfo]:
@@ -149,19 +157,7 @@ def _load_detector(framework: str) -> tuple[Any, ModelInfo]:
 
 
 def _load_vit(framework: str) -> tuple[Any, ModelInfo]:
-    from .shapes import IMAGE_SIZE
-
-    if framework == "keras":
-        raise ModelError("the demo ViT ('demo-vit') is a PyTorch model only; use --framework torch.")
-    try:
-        from .vit import load_demo_vit
-    except ImportError as exc:
-        raise _needs("torch", exc) from exc
-    try:
-        model = load_demo_vit()
-    except FileNotFoundError as exc:
-        raise ModelError(str(exc)) from exc
-    return model, _shapes_info(framework, IMAGE_SIZE, "shapes demo ViT")
+    return _torch_only(framework, "demo-vit", "vit", "load_demo_vit", "shapes demo ViT")
 
 
 def _load_mlp(framework: str) -> tuple[Any, ModelInfo]:
