@@ -151,3 +151,25 @@ def test_layer_input_on_every_cam_method(method):
     via_input = gs.explain(model, x, method, target=2, layer="c2", layer_input=True)
     via_output = gs.explain(model, x, method, target=2, layer="r1")
     np.testing.assert_allclose(via_input.attributions, via_output.attributions, rtol=1e-5, atol=1e-7)
+
+
+def test_cam_weighing_compiles_once_per_method_not_per_call():
+    """The CAM weighing runs as one compiled function per weighing function (Ops.fuse): repeated
+    calls, guided or on a list of layers, reuse it instead of tracing and keeping a new one."""
+    from gradsight.backends.keras import ops as keras_ops
+
+    inp = keras.Input((12, 12, 3))
+    h = keras.layers.ReLU(name="r1")(keras.layers.Conv2D(4, 3, padding="same")(inp))
+    h = keras.layers.ReLU(name="r2")(keras.layers.Conv2D(4, 3, padding="same")(h))
+    model = keras.Model(inp, keras.layers.Dense(3)(keras.layers.GlobalAveragePooling2D()(h)))
+    x = np.random.default_rng(1).normal(size=(2, 12, 12, 3)).astype(np.float32)
+    calls = [lambda: gs.gradcam(model, x, layer="r2", guided=True),
+             lambda: gs.gradcam(model, x, layer=["r1", "r2"], gate="guided"),
+             lambda: gs.layercam(model, x, layer="r2")]
+    for call in calls:
+        call()
+    kept = len(keras_ops._FUSED)
+    for _ in range(3):
+        for call in calls:
+            call()
+    assert len(keras_ops._FUSED) == kept

@@ -28,7 +28,9 @@ class Ops(ABC):
         """``fn(ops, *tensors, *static)`` as one call on tensors: a few element-wise ops on a
         layer's tensors run as one compiled function where a framework's eager ops each cost
         a fixed overhead (Keras: ``tf.function``, traced once per ``fn`` and ``static``);
-        here, as they are. ``fn`` must use only these ops (no host copies)."""
+        here, as they are. ``fn`` must use only these ops (no host copies) and be a module-level
+        function: compiled functions are kept per ``fn``, so a closure made per call would be
+        traced again at every call and kept."""
         return lambda *tensors: fn(self, *tensors, *static)
 
     @abstractmethod

@@ -49,24 +49,26 @@ def gradcam(
     """
     check_gate(gate)
     if guided or isinstance(layer, (list, tuple)):
-
-        def weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...]) -> Any:
-            G = ops.relu(G) * ops.step(A) if gate == "guided" else G
-            return ops.relu(ops.sum(ops.mean(G, spatial, keepdims=True) * A, axis=ch))
-
         return gradient_cam(bk, model, x, target, layer=layer, call=call, output=output, guided=guided,
-                            name="gradcam", weigh=weigh, tokens=tokens, layer_input=layer_input)
+                            name="gradcam", weigh=_weigh_gated if gate == "guided" else _weigh, tokens=tokens,
+                            layer_input=layer_input)
     cam_input(bk, model, x, "gradcam")  # a table has no map: say so before any pass
     ref = cam_layer(bk, model, layer, layer_input)
     g = bk.gradients(model, x, target, layer=ref, call=call, wrt_input=False, output=output)
     return cam_from(bk, model, x, g, gate, tokens=tokens)
 
 
-def _weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...], gate: str | None) -> Any:
-    """ReLU(sum_k alpha_k A_k), alpha_k the mean gradient (gated first with ``gate="guided"``)."""
+def _weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...], gate: str | None = None) -> Any:
+    """ReLU(sum_k alpha_k A_k), alpha_k the mean gradient (gated first with ``gate="guided"``).
+
+    Module-level, like every function given to ``Ops.fuse``: Keras compiles one per function."""
     if gate == "guided":
         G = ops.relu(G) * ops.step(A)
     return ops.relu(ops.sum(ops.mean(G, spatial, keepdims=True) * A, axis=ch))
+
+
+def _weigh_gated(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...]) -> Any:
+    return _weigh(ops, A, G, ch, spatial, "guided")
 
 
 def cam_from(
