@@ -3,6 +3,7 @@
 
     python scripts/pointing_table.py                       # demo model, 1000 test images, true class
     python scripts/pointing_table.py --model demo-fine     # the finer demo CNN
+    python scripts/pointing_table.py --model demo-loc      # the demo CNN fine-tuned to localise
     python scripts/pointing_table.py --n 200 --only gradcam,layercam   # a quick look
 
 Each row explains the true class of ``generate(n, seed=1)`` (the test seed: never trained
@@ -46,6 +47,19 @@ ROWS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         ("Layer-CAM `[relu4, bn3, bn2]`", "layercam", {"layer": ["relu4", "bn3", "bn2"]}),
         ("Grad-CAM `[relu4, bn3]`", "gradcam", {"layer": ["relu4", "bn3"]}),
         ("Grad-CAM++ `[relu4, bn3]`", "gradcam_plus_plus", {"layer": ["relu4", "bn3"]}),
+        ("guided Grad-CAM `relu4`", "guided_gradcam", {}),
+    ],
+    "demo-loc": [
+        ("Grad-CAM `relu4` (auto)", "gradcam", {}),
+        ('Grad-CAM `relu4`, `gate="guided"`', "gradcam", {"gate": "guided"}),
+        ("Grad-CAM++ `relu4`", "gradcam_plus_plus", {}),
+        ("XGrad-CAM `relu4`", "xgradcam", {}),
+        ("Layer-CAM `relu4`", "layercam", {}),
+        ("HiResCAM `relu4`", "hirescam", {}),
+        ("Eigen-CAM `relu4`", "eigencam", {}),
+        ("Score-CAM `relu4`", "scorecam", {"batch_size": 256}),
+        ("Layer-CAM `bn3` (16x16)", "layercam", {"layer": "bn3"}),
+        ("Layer-CAM `[relu4, bn3]`", "layercam", {"layer": ["relu4", "bn3"]}),
         ("guided Grad-CAM `relu4`", "guided_gradcam", {}),
     ],
     "demo-fine": [

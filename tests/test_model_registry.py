@@ -11,7 +11,7 @@ from gradsight.models import load_model
 
 
 def test_every_model_command_offers_every_bundled_model(capsys):
-    assert list(BUNDLED) == ["demo", "demo-detector", "demo-mlp", "demo-vit", "demo-fine"]
+    assert list(BUNDLED) == ["demo", "demo-detector", "demo-mlp", "demo-vit", "demo-fine", "demo-loc"]
     parser = build_parser()
     subs = next(a for a in parser._actions if a.dest == "command").choices
     with_model = [name for name, parents in COMMANDS if "model" in parents]

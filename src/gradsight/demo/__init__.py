@@ -7,11 +7,12 @@
   ``gradsight.demo.mlp`` has the two-moons points.
 - ``gradsight.demo.model`` (needs torch) holds ``ShapesNet`` and ``load_demo_model``,
   which loads the bundled trained weights; ``keras_model`` its Keras twin;
-  ``fine_model`` the same CNN with a 16x16 last stage (``demo-fine``, PyTorch only);
+  ``fine_model`` the same CNN with a 16x16 last stage (``demo-fine``, PyTorch only); ``model.load_loc_model`` the
+  demo CNN fine-tuned with a localisation signal (``demo-loc``, PyTorch only);
   ``detector`` / ``keras_detector`` the tiny YOLO detector; ``mlp`` the 2-D MLP;
   ``vit`` the small vision transformer ``ShapesViT`` (PyTorch only).
 - ``gradsight.demo.registry`` names the bundled models (``demo``, ``demo-detector``,
-  ``demo-mlp``, ``demo-vit``, ``demo-fine``) for every command of the CLI and :func:`gradsight.models.load_model`.
+  ``demo-mlp``, ``demo-vit``, ``demo-fine``, ``demo-loc``) for every command of the CLI and :func:`gradsight.models.load_model`.
 - ``gradsight.demo.runner`` runs every method on a few images (``gradsight demo``).
 
 Importing this package imports nothing; each module loads what it needs.

@@ -23,10 +23,13 @@ from torch import nn
 
 from .shapes import CLASSES
 
-__all__ = ["ShapesNet", "WEIGHTS_PATH", "load_demo_model"]
+__all__ = ["LOC_WEIGHTS_PATH", "ShapesNet", "WEIGHTS_PATH", "load_demo_model", "load_loc_model"]
 
 WEIGHTS_PATH: Path = Path(__file__).resolve().parent / "weights" / "shapes_net.pt"
 """The packaged ``state_dict`` of the trained :class:`ShapesNet`."""
+
+LOC_WEIGHTS_PATH: Path = Path(__file__).resolve().parent / "weights" / "shapes_net_loc.pt"
+"""The packaged ``state_dict`` of ``demo-loc``: :class:`ShapesNet` fine-tuned with a localisation signal."""
 
 
 class ShapesNet(nn.Module):
@@ -101,6 +104,17 @@ def load_demo_model() -> ShapesNet:
         If the weights file is missing (run ``python scripts/train_demo.py``).
     """
     return with_bundled_weights(ShapesNet(), WEIGHTS_PATH, "Demo weights", "scripts/train_demo.py")
+
+
+def load_loc_model() -> ShapesNet:
+    """``demo-loc``: :class:`ShapesNet` fine-tuned with a localisation signal, in eval mode, on CPU.
+
+    Same architecture, data and classes as the demo CNN; the weights were trained further by
+    ``python scripts/train_demo_loc.py`` with a second loss term that pulls the true class's
+    activation map at ``relu4`` towards the shape's mask (the generator's own masks). It shows
+    what a model trained to localise gives the pointing game; the demo CNN is unchanged.
+    """
+    return with_bundled_weights(ShapesNet(), LOC_WEIGHTS_PATH, "demo-loc weights", "scripts/train_demo_loc.py")
 
 
 M = TypeVar("M", bound=nn.Module)

@@ -136,6 +136,11 @@ def _load_shapes_net_fine(framework: str) -> tuple[Any, ModelInfo]:
                        "shapes demo model with a 16x16 last stage")
 
 
+def _load_shapes_net_loc(framework: str) -> tuple[Any, ModelInfo]:
+    return _torch_only(framework, "demo-loc", "model", "load_loc_model",
+                       "shapes demo model fine-tuned with a localisation signal")
+
+
 def _load_detector(framework: str) -> tuple[Any, ModelInfo]:
     try:
         if framework == "keras":
@@ -182,3 +187,4 @@ register(BundledModel("demo-detector", "the bundled tiny YOLO", _load_detector))
 register(BundledModel("demo-mlp", "the bundled 2-D MLP", _load_mlp, accepts_weights=False))
 register(BundledModel("demo-vit", "the bundled shapes ViT", _load_vit))
 register(BundledModel("demo-fine", "the shapes CNN with a 16x16 last stage, for finer CAMs", _load_shapes_net_fine))
+register(BundledModel("demo-loc", "the shapes CNN fine-tuned to localise (CAM trained towards the masks)", _load_shapes_net_loc))
