@@ -142,6 +142,10 @@ def main(argv: list[str] | None = None) -> float:
 
     acc = save_and_report(model, test, args.out)
     print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KiB); wall time {time.perf_counter() - t_start:.1f}s")
+    if args.out.resolve() == LOC_WEIGHTS_PATH.resolve():  # the Keras twin's converted copy, so Keras users need no torch
+        from gradsight.demo.keras_model import LOC_NPZ_PATH, save_converted_weights
+
+        print(f"wrote {save_converted_weights(LOC_WEIGHTS_PATH, LOC_NPZ_PATH)} (Keras twin weights)")
     return acc
 
 

@@ -26,7 +26,7 @@ def data():
     return generate(200, seed=1)  # the test seed: never trained on
 
 
-def test_registry_loads_demo_loc_in_eval_mode_torch_only(model):
+def test_registry_loads_demo_loc_in_eval_mode(model):
     loaded, info = load_model("demo-loc")
     assert isinstance(loaded, ShapesNet) and not loaded.training
     assert info.input_size == 64 and info.preprocessing == "demo"
@@ -34,8 +34,8 @@ def test_registry_loads_demo_loc_in_eval_mode_torch_only(model):
     with torch.no_grad():
         np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
         assert not torch.equal(loaded(x), load_demo_model()(x))  # its own weights, not the demo's
-    with pytest.raises(ModelError, match="no Keras twin"):
-        load_model("demo-loc", framework="keras")
+    with pytest.raises(ModelError, match="did you mean .demo-loc."):  # a typo names the close bundled model
+        load_model("demo-lock")
 
 
 def _hand_pointing(model: ShapesNet, data) -> np.ndarray:
@@ -66,3 +66,19 @@ def test_demo_loc_classifies_and_its_gradcam_points_inside_the_shape(model, data
     demo = ev.pointing_game(gs.explain(load_demo_model(), preprocess(data.images), "gradcam",
                                        target=data.labels).heatmaps, data.masks, tolerance=0)
     assert got.accuracy > demo.accuracy + 0.1  # the localisation signal is what makes the difference
+
+
+def test_keras_twin_gives_the_same_gradcam_and_the_same_hits(model, data):
+    pytest.importorskip("tensorflow")
+    keras_model, info = load_model("demo-loc", framework="keras")
+    assert info.layout == "NHWC"
+    n = 32
+    x = preprocess(data.images[:n])
+    xk = preprocess(data.images[:n], layout="NHWC")
+    with torch.no_grad():
+        np.testing.assert_allclose(np.asarray(keras_model(xk)), model(torch.from_numpy(x)).numpy(), atol=1e-4)
+    t = gs.explain(model, x, "gradcam", target=data.labels[:n])
+    k = gs.explain(keras_model, xk, "gradcam", target=data.labels[:n])
+    np.testing.assert_allclose(k.heatmaps, t.heatmaps, atol=1e-4)
+    np.testing.assert_array_equal(ev.pointing_game(k.heatmaps, data.masks[:n], tolerance=0).hits, _hand_pointing(
+        model, type(data)(data.images[:n], data.labels[:n], data.masks[:n])))

@@ -8,7 +8,7 @@
 - ``gradsight.demo.model`` (needs torch) holds ``ShapesNet`` and ``load_demo_model``,
   which loads the bundled trained weights; ``keras_model`` its Keras twin;
   ``fine_model`` the same CNN with a 16x16 last stage (``demo-fine``, PyTorch only); ``model.load_loc_model`` the
-  demo CNN fine-tuned with a localisation signal (``demo-loc``, PyTorch only);
+  demo CNN fine-tuned with a localisation signal (``demo-loc``; Keras twin ``keras_model.load_keras_loc_model``);
   ``detector`` / ``keras_detector`` the tiny YOLO detector; ``mlp`` the 2-D MLP;
   ``vit`` the small vision transformer ``ShapesViT`` (PyTorch only).
 - ``gradsight.demo.registry`` names the bundled models (``demo``, ``demo-detector``,

@@ -31,12 +31,16 @@ import numpy as np
 
 from .shapes import CLASSES, IMAGE_SIZE
 
-__all__ = ["build_keras_shapes_net", "convert_state_dict", "save_converted_weights", "load_keras_demo_model", "NPZ_PATH"]
+__all__ = ["build_keras_shapes_net", "convert_state_dict", "save_converted_weights", "load_keras_demo_model",
+           "load_keras_loc_model", "NPZ_PATH", "LOC_NPZ_PATH"]
 
 _WEIGHTS = Path(__file__).resolve().parent / "weights"
 PT_PATH: Path = _WEIGHTS / "shapes_net.pt"
 NPZ_PATH: Path = _WEIGHTS / "shapes_net_keras.npz"
 """Converted weights: ``"<layer>/<weight>"`` arrays plus the ``source_sha256`` of the ``.pt``."""
+LOC_PT_PATH: Path = _WEIGHTS / "shapes_net_loc.pt"
+LOC_NPZ_PATH: Path = _WEIGHTS / "shapes_net_loc_keras.npz"
+"""``demo-loc``'s weights converted the same way (same architecture)."""
 
 _CONVS = ("conv1", "conv2", "conv3", "conv4")
 
@@ -100,18 +104,19 @@ def save_converted_weights(pt_path: Path = PT_PATH, npz_path: Path = NPZ_PATH) -
     return npz_path
 
 
-def _load_arrays() -> dict[str, np.ndarray]:
-    pt_hash = _sha256(PT_PATH) if PT_PATH.is_file() else None
-    if NPZ_PATH.is_file():
-        with np.load(NPZ_PATH) as z:
+def _load_arrays(pt_path: Path = PT_PATH, npz_path: Path = NPZ_PATH, script: str = "scripts/train_demo.py"
+                 ) -> dict[str, np.ndarray]:
+    pt_hash = _sha256(pt_path) if pt_path.is_file() else None
+    if npz_path.is_file():
+        with np.load(npz_path) as z:
             if pt_hash is None or str(z["source_sha256"]) == pt_hash:
                 return {k: z[k] for k in z.files if k != "source_sha256"}
     if pt_hash is None:
         raise FileNotFoundError(
-            f"demo weights not found ({PT_PATH} / {NPZ_PATH}). Reinstall gradsight, or retrain them with "
-            "`python scripts/train_demo.py` from the repository root."
+            f"demo weights not found ({pt_path} / {npz_path}). Reinstall gradsight, or retrain them with "
+            f"`python {script}` from the repository root."
         )
-    return _from_pt(PT_PATH)
+    return _from_pt(pt_path)
 
 
 def load_keras_demo_model() -> keras.Model:
@@ -128,8 +133,16 @@ def load_keras_demo_model() -> keras.Model:
     FileNotFoundError
         If neither weights file can be read.
     """
-    arrays = _load_arrays()
-    model = build_keras_shapes_net()
+    return _with_arrays(build_keras_shapes_net(), _load_arrays())
+
+
+def load_keras_loc_model() -> keras.Model:
+    """The Keras twin of ``demo-loc`` (:func:`gradsight.demo.model.load_loc_model`): same architecture
+    as the demo twin, its weights from ``weights/shapes_net_loc_keras.npz``."""
+    return _with_arrays(build_keras_shapes_net(), _load_arrays(LOC_PT_PATH, LOC_NPZ_PATH, "scripts/train_demo_loc.py"))
+
+
+def _with_arrays(model: keras.Model, arrays: Mapping[str, np.ndarray]) -> keras.Model:
     for conv in _CONVS:
         model.get_layer(conv).set_weights([arrays[f"{conv}/kernel"]])
     for i in range(1, 5):

@@ -87,29 +87,35 @@ def _shapes_info(framework: str, size: int, what: str) -> ModelInfo:
 
 
 def _load_shapes_net(framework: str) -> tuple[Any, ModelInfo]:
+    return _shapes_net_variant(framework, "load_keras_demo_model", "load_demo_model", "shapes demo model")
+
+
+def _shapes_net_variant(framework: str, keras_loader: str, torch_loader: str, what: str) -> tuple[Any, ModelInfo]:
+    """A ShapesNet with some bundled weights: ``keras_model.<keras_loader>`` or ``model.<torch_loader>``."""
     from .shapes import IMAGE_SIZE
 
     if framework == "keras":
         try:
-            from .keras_model import load_keras_demo_model
+            from . import keras_model
         except ImportError as exc:
             raise ModelError(
                 f"the Keras demo model is not available ({exc}). It needs TensorFlow/Keras "
                 "(pip install 'gradsight[tensorflow]'); or use --framework torch."
             ) from exc
-        model = load_keras_demo_model()
+        load = getattr(keras_model, keras_loader)
     else:
         try:
             import torch  # noqa: F401
         except ImportError as exc:
             raise _needs("torch", exc) from exc
-        from .model import load_demo_model
+        from . import model as torch_model
 
-        try:
-            model = load_demo_model()
-        except FileNotFoundError as exc:
-            raise ModelError(str(exc)) from exc
-    return model, _shapes_info(framework, IMAGE_SIZE, "shapes demo model")
+        load = getattr(torch_model, torch_loader)
+    try:
+        model = load()
+    except FileNotFoundError as exc:
+        raise ModelError(str(exc)) from exc
+    return model, _shapes_info(framework, IMAGE_SIZE, what)
 
 
 def _torch_only(framework: str, name: str, module: str, loader: str, what: str) -> tuple[Any, ModelInfo]:
@@ -137,8 +143,8 @@ def _load_shapes_net_fine(framework: str) -> tuple[Any, ModelInfo]:
 
 
 def _load_shapes_net_loc(framework: str) -> tuple[Any, ModelInfo]:
-    return _torch_only(framework, "demo-loc", "model", "load_loc_model",
-                       "shapes demo model fine-tuned with a localisation signal")
+    return _shapes_net_variant(framework, "load_keras_loc_model", "load_loc_model",
+                               "shapes demo model fine-tuned with a localisation signal")
 
 
 def _load_detector(framework: str) -> tuple[Any, ModelInfo]:

@@ -120,7 +120,13 @@ def load_model(
         if weights is not None:
             load_weights(model, info.framework, weights)
     else:
-        raise ModelError(f"cannot understand the model spec {spec!r}; {_SPEC_FORMS}.")
+        import difflib
+
+        close = difflib.get_close_matches(spec, list(BUNDLED), n=3, cutoff=0.6)
+        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
+        raise ModelError(
+            f"cannot understand the model spec {spec!r}; {hint}bundled models: {', '.join(BUNDLED)}; {_SPEC_FORMS}."
+        )
 
     if framework is not None and info.framework != framework:
         raise ModelError(
