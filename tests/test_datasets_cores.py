@@ -20,7 +20,7 @@ pytest.importorskip("pyarrow")
 from datasets_helpers import assert_same_run  # noqa: E402
 from gradsight.backends import backend_for  # noqa: E402
 from gradsight.datasets import explain_dataset  # noqa: E402
-from gradsight.datasets._cores import BLOCK, MIN_PARTS, ROUNDS, CoreShare  # noqa: E402
+from gradsight.datasets._cores import BLOCK, KEEP, MIN_PARTS, ROUNDS, CoreShare  # noqa: E402
 from gradsight.demo.model import load_demo_model  # noqa: E402
 
 USER = 3  # the user's torch threads in these tests (any count works on any machine)
@@ -91,6 +91,22 @@ def test_the_trial_keeps_one_thread_fewer_only_when_it_is_clearly_faster(user_th
         assert cores.chosen == chosen
         # the timed parts are the last of each block: two per setting
         assert cores.timed == pytest.approx({USER: 2 * user_time, USER - 1: 2 * fewer_time})
+
+
+def test_the_trial_comes_again_after_keep_parts_and_may_choose_otherwise(user_threads: None) -> None:
+    backend = backend_for(load_demo_model())
+    trial = _plan(USER)[1:]
+    parts = 1 + 2 * (len(trial) + KEEP)
+    seen = []
+    with CoreShare(backend, parts=parts) as cores:
+        for k in range(parts):
+            threads = torch.get_num_threads()
+            seen.append(threads)
+            second = k > len(trial) + KEEP  # the machine got busier: one thread fewer no longer pays
+            faster = USER if second else USER - 1
+            cores.step(0.5 if threads == faster else 1.0)
+    assert seen == [USER] + trial + [USER - 1] * KEEP + trial + [USER] * KEEP
+    assert torch.get_num_threads() == USER
 
 
 def test_no_trial_for_a_short_job_one_thread_or_a_framework_that_cannot_change_it(user_threads: None) -> None:

@@ -9,8 +9,9 @@ scale poorly over threads) and gives the readers a core: reading then overlaps w
 model. When the model dominates (a large network on a few cores), the thread is worth
 more to the model. Which one wins depends on the model, the data, the machine and its
 load, so the job measures: after the first part it runs a few parts with the user's
-threads and a few with one fewer, alternating, and keeps the faster setting for the
-rest. The user's setting is restored when the job ends, however it ends.
+threads and a few with one fewer, alternating, and keeps the faster setting (tried
+again every ``KEEP`` parts: the load of a shared machine changes). The user's setting
+is restored when the job ends, however it ends.
 
 The results do not depend on it (within float rounding of a different thread count, far
 below the 1e-5 the job promises across engines and batch sizes).
@@ -26,6 +27,7 @@ BLOCK = 2  # parts per trial block; the first part of a block lets the readers s
 ROUNDS = 2  # blocks per setting (alternating: user, fewer, user, fewer)
 MIN_PARTS = 16  # a shorter job keeps the user's threads (the trial, 1 + 2 * BLOCK * ROUNDS parts, would be most of it)
 MARGIN = 0.95  # one thread fewer must be clearly faster
+KEEP = 100  # parts run with the chosen setting before the next trial
 
 
 class CoreShare:
@@ -59,14 +61,19 @@ class CoreShare:
 
     def step(self, seconds: float) -> None:
         """Part ``steps`` took ``seconds``; set the threads for the next one."""
-        k = self.steps - 1  # the first part (read here while the readers start) is not part of the trial
-        if 0 <= k < len(self.plan) and k % BLOCK == BLOCK - 1:
-            self.timed[self.plan[k]] = self.timed.get(self.plan[k], 0.0) + seconds
+        if not self.plan:
+            return
+        cycle = len(self.plan) + KEEP
+        k = self.steps - 1  # the first part (read here while the readers start) is not part of a trial
+        if k >= 0 and k % cycle < len(self.plan) and k % cycle % BLOCK == BLOCK - 1:
+            self.timed[self.plan[k % cycle]] = self.timed.get(self.plan[k % cycle], 0.0) + seconds
         self.steps += 1
-        k += 1
-        if k < len(self.plan):
-            self._set(self.plan[k])
-        elif k == len(self.plan) and self.plan:  # the trial is over: keep the faster setting
+        nxt = (k + 1) % cycle
+        if nxt < len(self.plan):
+            if nxt == 0:
+                self.timed = {}  # a new trial: the load may have changed since the last one
+            self._set(self.plan[nxt])
+        elif nxt == len(self.plan):  # the trial is over: keep the faster setting
             user, fewer = self.plan[0], self.plan[BLOCK]
             self.chosen = fewer if self.timed[fewer] < MARGIN * self.timed[user] else user
             self._set(self.chosen)
