@@ -123,15 +123,15 @@ def test_no_trial_for_a_short_job_one_thread_or_a_framework_that_cannot_change_i
             assert torch.get_num_threads() == 1
     assert cores.plan == []
 
-    class Fixed:  # what the Keras backend answers: TensorFlow sizes its pools at start
-        def compute_threads(self, n: int | None = None) -> None:
-            assert n is None
-            return None
+    pytest.importorskip("keras")
+    from gradsight.backends.keras import KerasBackend  # TensorFlow sizes its thread pools once, at start
 
-    with CoreShare(Fixed(), parts=MIN_PARTS) as cores:
+    torch.set_num_threads(USER)
+    assert KerasBackend().compute_threads() is None
+    with CoreShare(KerasBackend(), parts=MIN_PARTS) as cores:
         for _ in range(MIN_PARTS):
             cores.step(1.0)
-    assert cores.plan == [] and cores.chosen is None
+    assert cores.plan == [] and cores.chosen is None and torch.get_num_threads() == USER
 
 
 def test_a_job_runs_the_trial_restores_the_threads_and_gives_the_same_outputs(
