@@ -8,7 +8,8 @@ Reproduce (from the repository root):
 What is measured, in one run:
 
 1. **Throughput** of the local engine (``explain_dataset(engine="local")``: reader
-   processes running as idle work, the per-batch explainer, the atomic npz + Parquet
+   processes running as idle work, the model's threads shared with them when a trial
+   of one thread fewer is faster, the per-batch explainer, the atomic npz + Parquet
    writer on its own thread, summary.md and class_means.png at the end) against a
    hand-written loop doing the same work in the plainest way: generate/read a batch of
    demo images, preprocess, ``gs.explain``, ``np.savez`` per batch. Grad-CAM and saliency,

@@ -354,6 +354,10 @@ class Backend(ABC):
             yield report
         report.check(f"backward_rule({type(model).__name__}, {rule.name!r})")
 
+    def compute_threads(self, n: int | None = None) -> int | None:
+        """CPU threads of one model call (``n``: set them; the caller restores); None: fixed when the framework starts."""
+        return None
+
     @abstractmethod
     def layers(self, model: Any, x: Tensor) -> list[tuple[str, str, tuple[int, ...] | None]]:
         """``(name, type, output shape)`` for every layer, in call order, from one forward."""

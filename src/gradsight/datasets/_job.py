@@ -272,6 +272,8 @@ def _run_local(
     not finished are read here at once, so the job never waits on a reader (on a busy
     machine it reads like a plain loop, on an idle one the reading is hidden).
     """
+    from ..backends import backend_for
+    from ._cores import CoreShare
     from ._readers import ReaderPool
 
     if not todo:
@@ -282,7 +284,9 @@ def _run_local(
     readers = ReaderPool(min(workers, len(todo) - 1), root, size, seed) if len(todo) > 1 else None
     # One writer thread: a part's files are written while the model explains the next part
     # (the files are the same; at most one part waits to be written).
-    with readers or nullcontext(), ThreadPoolExecutor(1, thread_name_prefix="gradsight-write") as writer:
+    # The model's threads: one fewer when that lets the readers' work overlap and is faster (_cores).
+    cores = CoreShare(backend_for(explainer.model), len(todo) if readers is not None else 0)
+    with readers or nullcontext(), ThreadPoolExecutor(1, thread_name_prefix="gradsight-write") as writer, cores:
         window: deque[tuple[int, list[tuple[dict[str, Any], Future[dict[str, Any]]]]]] = deque()
         written: Future[None] | None = None
 
@@ -306,11 +310,15 @@ def _run_local(
 
         refill()  # the readers start on the next parts while this process reads the first
         batch = decode_batch(_items(source, ids, part), root, size, seed)
+        t = time.perf_counter()
         while True:
             res = explainer(batch)
             if written is not None:
                 written.result()  # a failed write stops the job here
             written = writer.submit(finish, part, res)
+            now = time.perf_counter()
+            cores.step(now - t)  # this part's time: reading what the readers left, explaining, the writer's wait
+            t = now
             if not window:
                 break
             part, chunks = window.popleft()

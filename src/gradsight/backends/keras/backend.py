@@ -119,6 +119,10 @@ class KerasBackend(Backend):
             warn(saturation_message(f"its last layer {softmax.name!r}, a softmax"), SaturationWarning)
         yield KerasBackend(Settings(eval_mode, logits, tuple(forward_args), forward_kwargs))
 
+    def compute_threads(self, n: int | None = None) -> int | None:
+        """None: TensorFlow sizes its thread pools once, when it starts (tf.config.threading), not per call."""
+        return None
+
     def prepare_input(self, model: keras.Model, x: Any) -> tf.Tensor:
         return _tensor(x, *input_info(model))
 

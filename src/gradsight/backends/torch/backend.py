@@ -186,6 +186,13 @@ class TorchBackend(Backend):
                     for b, saved in buffers:
                         b.copy_(saved)
 
+    def compute_threads(self, n: int | None = None) -> int | None:
+        """torch's intra-op threads (process-wide) before ``n`` is set."""
+        old = torch.get_num_threads()
+        if n is not None:
+            torch.set_num_threads(int(n))
+        return old
+
     def prepare_input(self, model: torch.nn.Module, x: Any) -> torch.Tensor:
         return self._tensor(model, x, check_layout=True)
 
