@@ -24,7 +24,7 @@ Adding a third backend (say Keras on JAX) takes one folder, ``backends/<name>/``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -96,6 +96,10 @@ class Request:
     wrt_input: bool = True
     output: int | str | tuple[int | str, ...] | None = None
     layer_rule: Rule | None = None
+    layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None
+    """``layer_map(ops, activation, layer_grad)``, run right after the backward pass (inside the
+    compiled function where a backend compiles one: a CAM's weighing costs no call of its own);
+    hashable (compiled functions are kept per request). Its result is :attr:`Gradients.layer_map`."""
 
 
 @dataclass
@@ -111,6 +115,8 @@ class Gradients:
     activation: the captured layer output; None unless a layer was given.
     layer_grad: d scores / d activation; None unless a layer was given.
     layer: resolved layer name, or None.
+    layer_map: what the request's ``layer_map`` made of ``activation`` and ``layer_grad`` (None
+    without one, or where it returned None).
 
     With (N, k) scores each gradient gains a k axis after the batch axis: ``input_grad``
     (N, k, *input) and ``layer_grad`` (N, k, *activation): entry ``[i, j]`` is the gradient
@@ -124,6 +130,7 @@ class Gradients:
     activation: Tensor | None = None
     layer_grad: Tensor | None = None
     layer: str | None = None
+    layer_map: Tensor | None = None
 
 
 @dataclass
@@ -285,6 +292,7 @@ class Backend(ABC):
         wrt_input: bool = True,
         output: int | str | tuple[int | str, ...] | list[int | str] | None = None,
         layer_rule: Rule | None = None,
+        layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None,
     ) -> Gradients:
         """One forward and one backward for the whole batch.
 
@@ -297,10 +305,12 @@ class Backend(ABC):
         the input gradient by ``rule`` (None: plain), from the same forward pass; where
         they differ the backward runs twice, once down to the layer and once to the input
         (see :class:`~gradsight.rules.RuleSwitch`). None: ``rule`` for both.
+
+        ``layer_map`` (with a layer): see :attr:`Request.layer_map`.
         """
         ref = None if layer is None else self.resolve_layer(model, layer)
         out = tuple(output) if isinstance(output, list) else output
-        return self.compute(model, x, target, Request(rule, ref, call, wrt_input, out, layer_rule))
+        return self.compute(model, x, target, Request(rule, ref, call, wrt_input, out, layer_rule, layer_map))
 
     @abstractmethod
     def compute(self, model: Any, x: Tensor, target: Target, request: Request) -> Gradients:

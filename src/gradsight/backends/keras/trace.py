@@ -85,7 +85,7 @@ def _target_key(target: Target, n: int) -> Hashable | None:
     return (type(target).__name__, obj)
 
 
-_TENSORS = ("outputs", "scores", "targets", "input_grad", "activation", "layer_grad")
+_TENSORS = ("outputs", "scores", "targets", "input_grad", "activation", "layer_grad", "layer_map")
 
 
 def compute(model: keras.Model, key: Key, x: tf.Tensor, target: Target, ops: KerasOps) -> tuple[dict, dict]:
