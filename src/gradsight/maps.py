@@ -206,6 +206,22 @@ def resize_nd(maps: Any, size: tuple[int, ...]) -> np.ndarray:
     return out.astype(np.float32)
 
 
+def _absmax(arr: np.ndarray, axis: int) -> np.ndarray:
+    """max over ``axis`` of ``|arr|`` (NaN propagates, as ``np.max``). abs and max round nothing, so
+    this equals the float64 result; a few channels (images: 3) are folded with ``np.maximum``, one
+    plane at a time, which is ~50x faster than ``max`` over a short, strided last axis."""
+    if arr.shape[axis] > 16:
+        out: np.ndarray = np.abs(arr).max(axis=axis)
+        return out
+    index: list[Any] = [slice(None)] * arr.ndim
+    index[axis] = 0
+    out = np.abs(arr[tuple(index)])
+    for c in range(1, arr.shape[axis]):
+        index[axis] = c
+        np.maximum(out, np.abs(arr[tuple(index)]), out=out)
+    return out
+
+
 def reduce_channels(attr: Any, channel_axis: int, how: str = "absmax") -> np.ndarray:
     """Collapse the channel axis of an attribution to one map per sample.
 
@@ -229,7 +245,7 @@ def reduce_channels(attr: Any, channel_axis: int, how: str = "absmax") -> np.nda
         )
     if hasattr(attr, "detach"):
         attr = attr.detach().cpu().numpy()
-    arr = np.asarray(attr, dtype=np.float64)
+    arr = np.asarray(attr)
     if arr.ndim != 4:
         raise InputError(
             f"reduce_channels takes attributions of shape (N, C, H, W) or (N, H, W, C); "
@@ -237,6 +253,9 @@ def reduce_channels(attr: Any, channel_axis: int, how: str = "absmax") -> np.nda
         )
     if not -4 <= channel_axis < 4:
         raise InputError(f"channel_axis must be in [-4, 3] for a 4-D array; got {channel_axis}.")
+    if how == "absmax" and arr.dtype.kind == "f":
+        return _absmax(arr, channel_axis % 4).astype(np.float32)  # exact in the input's own precision
+    arr = arr.astype(np.float64)
     if how == "absmax":
         out = np.abs(arr).max(axis=channel_axis)
     elif how == "abssum":
