@@ -141,6 +141,10 @@ class KerasBackend(Backend):
         )
         return info
 
+    def _layers(self, model: keras.Model) -> list[keras.layers.Layer]:
+        layers: list[keras.layers.Layer] = self._once("layers", model, lambda: [lay for _, lay in named_layers(model)])
+        return layers
+
     def prepare_input(self, model: keras.Model, x: Any) -> tf.Tensor:
         return _tensor(x, *self._input_info(model))
 
@@ -195,11 +199,11 @@ class KerasBackend(Backend):
             # cached trace would either miss or keep after the block
             out, meta = compute(model, key, x, target, self.ops)
         else:
-            out, meta = run(model, key, x, target)
+            out, meta = run(model, key, x, target, self._layers(model))
         return to_gradients(model, out, meta)
 
     def forward(self, model: keras.Model, x: tf.Tensor, output: int | str | None = None) -> tf.Tensor:
-        return compiled_forward(model, x, output, self.settings)  # traced when repeated
+        return compiled_forward(model, x, output, self.settings, self._layers(model))  # traced when repeated
 
     def forward_with_activation(
         self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1, output: int | str | None = None
