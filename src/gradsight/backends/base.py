@@ -96,10 +96,7 @@ class Request:
     wrt_input: bool = True
     output: int | str | tuple[int | str, ...] | None = None
     layer_rule: Rule | None = None
-    layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None
-    """``layer_map(ops, activation, layer_grad)``, run right after the backward pass (inside the
-    compiled function where a backend compiles one: a CAM's weighing costs no call of its own);
-    hashable (compiled functions are kept per request). Its result is :attr:`Gradients.layer_map`."""
+    layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None  # hashable; see Gradients
 
 
 @dataclass
@@ -115,8 +112,8 @@ class Gradients:
     activation: the captured layer output; None unless a layer was given.
     layer_grad: d scores / d activation; None unless a layer was given.
     layer: resolved layer name, or None.
-    layer_map: what the request's ``layer_map`` made of ``activation`` and ``layer_grad`` (None
-    without one, or where it returned None).
+    layer_map: the request's ``layer_map(ops, activation, layer_grad)``, run in the backward pass
+    (inside the compiled function where a backend compiles one: a CAM's weighing costs no call).
 
     With (N, k) scores each gradient gains a k axis after the batch axis: ``input_grad``
     (N, k, *input) and ``layer_grad`` (N, k, *activation): entry ``[i, j]`` is the gradient
@@ -304,9 +301,7 @@ class Backend(ABC):
         ``layer_rule`` (with a layer): the gradient at the layer is taken by this rule and
         the input gradient by ``rule`` (None: plain), from the same forward pass; where
         they differ the backward runs twice, once down to the layer and once to the input
-        (see :class:`~gradsight.rules.RuleSwitch`). None: ``rule`` for both.
-
-        ``layer_map`` (with a layer): see :attr:`Request.layer_map`.
+        (see :class:`~gradsight.rules.RuleSwitch`). None: ``rule`` for both. ``layer_map``: see :class:`Gradients`.
         """
         ref = None if layer is None else self.resolve_layer(model, layer)
         out = tuple(output) if isinstance(output, list) else output
