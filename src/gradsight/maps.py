@@ -57,8 +57,13 @@ def normalize(maps: Any, clip_percentile: float | None = None) -> np.ndarray:
         return np.zeros(shape, np.float32)
     lo = flat.min(axis=1, keepdims=True)
     span = flat.max(axis=1, keepdims=True) - lo
-    out = np.divide(flat - lo, span, out=np.zeros_like(flat), where=span > 0)
-    return np.clip(out, 0.0, 1.0).astype(np.float32).reshape(shape)
+    out = flat - lo  # a new array: the same operations as np.divide(..., where=span > 0), fewer temporaries
+    positive = span > 0
+    if positive.all():
+        np.divide(out, span, out=out)
+    else:
+        out = np.divide(out, span, out=np.zeros_like(flat), where=positive)
+    return np.clip(out, 0.0, 1.0, out=out).astype(np.float32).reshape(shape)
 
 
 def normalize_signed(maps: Any, clip_percentile: float | None = None) -> np.ndarray:
@@ -154,9 +159,18 @@ def resize(maps: Any, size: tuple[int, ...]) -> np.ndarray:
     x0, x1, vx, wx = _linear_weights(arr.shape[2], out_w, dtype)
     extra = (1,) * (arr.ndim - 3)  # broadcast over a trailing channel axis
     vy, wy = vy.reshape((1, -1, 1) + extra), wy.reshape((1, -1, 1) + extra)
-    rows = arr[:, y0] * vy + arr[:, y1] * wy
+    # a * v + b * w, each product in place on its gathered copy: the same roundings, fewer temporaries
+    rows = arr[:, y0]
+    rows *= vy
+    other = arr[:, y1]
+    other *= wy
+    rows += other
     vx, wx = vx.reshape((1, 1, -1) + extra), wx.reshape((1, 1, -1) + extra)
-    out = rows[:, :, x0] * vx + rows[:, :, x1] * wx
+    out = rows[:, :, x0]
+    out *= vx
+    other = rows[:, :, x1]
+    other *= wx
+    out += other
     out = out.astype(np.float32)
     return out[0] if squeeze else out
 

@@ -141,8 +141,12 @@ class KerasBackend(Backend):
         )
         return info
 
+    def _named(self, model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
+        named: list[tuple[str, keras.layers.Layer]] = self._once("named", model, lambda: named_layers(model))
+        return named
+
     def _layers(self, model: keras.Model) -> list[keras.layers.Layer]:
-        layers: list[keras.layers.Layer] = self._once("layers", model, lambda: [lay for _, lay in named_layers(model)])
+        layers: list[keras.layers.Layer] = self._once("layers", model, lambda: [lay for _, lay in self._named(model)])
         return layers
 
     def prepare_input(self, model: keras.Model, x: Any) -> tf.Tensor:
@@ -179,9 +183,9 @@ class KerasBackend(Backend):
 
     def find_layer(self, model: keras.Model, layer: Any) -> LayerRef:
         if isinstance(layer, str):  # a name or path: looked up once per session
-            ref: LayerRef = self._once(("layer", layer), model, lambda: find_layer(model, layer))
+            ref: LayerRef = self._once(("layer", layer), model, lambda: find_layer(model, layer, self._named(model)))
             return ref
-        return find_layer(model, layer)
+        return find_layer(model, layer, self._named(model))
 
     def resolve_layer(self, model: keras.Model, layer: Any) -> LayerRef:
         """As :meth:`Backend.resolve_layer`; "auto" on a vision transformer (a model with an
