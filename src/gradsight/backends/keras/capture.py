@@ -49,6 +49,8 @@ each other's patches in order. Compiled (traced) calls run no Python and never t
 def _children(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
     if isinstance(layer, keras.Model):
         kids = list(layer.layers)
+    elif not getattr(layer, "_layers", True):
+        return []  # no tracked sub-layers (most layers): what _flatten_layers would give, without its walk
     else:
         flatten = getattr(layer, "_flatten_layers", None)  # sub-layers of custom layers
         kids = list(flatten(include_self=False, recursive=False)) if flatten else []
