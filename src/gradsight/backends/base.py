@@ -46,7 +46,6 @@ __all__ = [
 ]
 
 
-
 @dataclass(frozen=True)
 class LayerRef:
     """A resolved layer: its name (PyTorch dotted, Keras ``outer/inner`` path) and the object.
@@ -96,7 +95,8 @@ class Request:
     wrt_input: bool = True
     output: int | str | tuple[int | str, ...] | None = None
     layer_rule: Rule | None = None
-    layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None  # hashable; see Gradients
+    # layer_map(ops, activation, layer_grad), hashable: run right after the backward pass, inside the compiled
+    layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None  # function (Keras): no call of its own
 
 
 @dataclass
@@ -112,8 +112,6 @@ class Gradients:
     activation: the captured layer output; None unless a layer was given.
     layer_grad: d scores / d activation; None unless a layer was given.
     layer: resolved layer name, or None.
-    layer_map: the request's ``layer_map(ops, activation, layer_grad)``, run in the backward pass
-    (inside the compiled function where a backend compiles one: a CAM's weighing costs no call).
 
     With (N, k) scores each gradient gains a k axis after the batch axis: ``input_grad``
     (N, k, *input) and ``layer_grad`` (N, k, *activation): entry ``[i, j]`` is the gradient
@@ -127,7 +125,7 @@ class Gradients:
     activation: Tensor | None = None
     layer_grad: Tensor | None = None
     layer: str | None = None
-    layer_map: Tensor | None = None
+    layer_map: Tensor | None = None  # the request's layer_map(ops, activation, layer_grad), made in the backward pass
 
 
 @dataclass
@@ -288,8 +286,7 @@ class Backend(ABC):
         call: int = -1,
         wrt_input: bool = True,
         output: int | str | tuple[int | str, ...] | list[int | str] | None = None,
-        layer_rule: Rule | None = None,
-        layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None,
+        layer_rule: Rule | None = None, layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None,
     ) -> Gradients:
         """One forward and one backward for the whole batch.
 
@@ -301,7 +298,7 @@ class Backend(ABC):
         ``layer_rule`` (with a layer): the gradient at the layer is taken by this rule and
         the input gradient by ``rule`` (None: plain), from the same forward pass; where
         they differ the backward runs twice, once down to the layer and once to the input
-        (see :class:`~gradsight.rules.RuleSwitch`). None: ``rule`` for both. ``layer_map``: see :class:`Gradients`.
+        (see :class:`~gradsight.rules.RuleSwitch`). None: ``rule`` for both. ``layer_map``: see :class:`Request`.
         """
         ref = None if layer is None else self.resolve_layer(model, layer)
         out = tuple(output) if isinstance(output, list) else output
