@@ -95,8 +95,7 @@ class Request:
     wrt_input: bool = True
     output: int | str | tuple[int | str, ...] | None = None
     layer_rule: Rule | None = None
-    # layer_map(ops, activation, layer_grad), hashable: run right after the backward pass, inside the compiled
-    layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None  # function (Keras): no call of its own
+    layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None  # hashable; see Gradients.layer_map
 
 
 @dataclass
@@ -125,7 +124,7 @@ class Gradients:
     activation: Tensor | None = None
     layer_grad: Tensor | None = None
     layer: str | None = None
-    layer_map: Tensor | None = None  # the request's layer_map(ops, activation, layer_grad), made in the backward pass
+    layer_map: Tensor | None = None  # request.layer_map(ops, activation, layer_grad), in the compiled backward pass
 
 
 @dataclass
