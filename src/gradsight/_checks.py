@@ -111,6 +111,10 @@ def _per_sample(xt: Any) -> dict[str, np.ndarray]:
         return {k: v.cpu().numpy() for k, v in rows.items()}
     tf = sys.modules.get("tensorflow")
     if tf is not None and tf.is_tensor(xt):
+        host = "CPU" in str(getattr(xt, "device", "")) and tf.as_dtype(xt.dtype) in (tf.float16, tf.float32, tf.float64)
+        if host and xt.shape.num_elements():
+            # a host tensor's numpy view (no copy): two numpy reductions cost less than one eager TF op
+            return _numpy_rows(xt.numpy())
         # Three reductions (each eager op costs ~0.1 ms): a row's sum of x * 0 is 0 exactly when
         # the row is finite (NaN and inf both give NaN); the exact flags only for a bad row.
         flat = tf.reshape(xt, (int(xt.shape[0]), -1))
@@ -120,9 +124,18 @@ def _per_sample(xt: Any) -> dict[str, np.ndarray]:
             return {"finite": finite, "nan": ~finite, "inf": ~finite, "constant": constant}
         return {"finite": finite, "nan": tf.reduce_any(tf.math.is_nan(flat), 1).numpy(),
                 "inf": tf.reduce_any(tf.math.is_inf(flat), 1).numpy(), "constant": constant}
-    flat = np.asarray(xt).reshape(len(xt), -1)
-    return {"finite": np.isfinite(flat).all(1), "nan": np.isnan(flat).any(1), "inf": np.isinf(flat).any(1),
-            "constant": flat.max(1) == flat.min(1)}
+    return _numpy_rows(np.asarray(xt))
+
+
+def _numpy_rows(a: np.ndarray) -> dict[str, np.ndarray]:
+    """:func:`_per_sample` of a numpy array: as for torch, max and min propagate NaN (and show an inf),
+    so a row is finite exactly when both are; the exact NaN / inf flags only for a bad row."""
+    flat = a.reshape(len(a), -1)
+    hi, lo = flat.max(1), flat.min(1)
+    finite = np.isfinite(hi) & np.isfinite(lo)
+    if finite.all():
+        return {"finite": finite, "nan": ~finite, "inf": ~finite, "constant": hi == lo}
+    return {"finite": finite, "nan": np.isnan(flat).any(1), "inf": np.isinf(flat).any(1), "constant": hi == lo}
 
 
 def prepared(

@@ -24,7 +24,7 @@ Adding a third backend (say Keras on JAX) takes one folder, ``backends/<name>/``
 from __future__ import annotations
 
 from abc import ABC, abstractmethod
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from contextlib import AbstractContextManager, contextmanager
 from dataclasses import dataclass, field, replace
 from typing import TYPE_CHECKING, Any
@@ -44,7 +44,6 @@ __all__ = [
     "AUTO", "Backend", "Capture", "Captured", "Gradients", "LayerChanged", "LayerRef", "Ops", "Primitives",
     "Request", "Settings",
 ]
-
 
 
 @dataclass(frozen=True)
@@ -96,6 +95,7 @@ class Request:
     wrt_input: bool = True
     output: int | str | tuple[int | str, ...] | None = None
     layer_rule: Rule | None = None
+    layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None  # hashable; see Gradients.layer_map
 
 
 @dataclass
@@ -124,6 +124,7 @@ class Gradients:
     activation: Tensor | None = None
     layer_grad: Tensor | None = None
     layer: str | None = None
+    layer_map: Tensor | None = None  # request.layer_map(ops, activation, layer_grad), in the compiled backward pass
 
 
 @dataclass
@@ -284,7 +285,7 @@ class Backend(ABC):
         call: int = -1,
         wrt_input: bool = True,
         output: int | str | tuple[int | str, ...] | list[int | str] | None = None,
-        layer_rule: Rule | None = None,
+        layer_rule: Rule | None = None, layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None,
     ) -> Gradients:
         """One forward and one backward for the whole batch.
 
@@ -296,11 +297,11 @@ class Backend(ABC):
         ``layer_rule`` (with a layer): the gradient at the layer is taken by this rule and
         the input gradient by ``rule`` (None: plain), from the same forward pass; where
         they differ the backward runs twice, once down to the layer and once to the input
-        (see :class:`~gradsight.rules.RuleSwitch`). None: ``rule`` for both.
+        (see :class:`~gradsight.rules.RuleSwitch`). None: ``rule`` for both. ``layer_map``: see :class:`Request`.
         """
         ref = None if layer is None else self.resolve_layer(model, layer)
         out = tuple(output) if isinstance(output, list) else output
-        return self.compute(model, x, target, Request(rule, ref, call, wrt_input, out, layer_rule))
+        return self.compute(model, x, target, Request(rule, ref, call, wrt_input, out, layer_rule, layer_map))
 
     @abstractmethod
     def compute(self, model: Any, x: Tensor, target: Target, request: Request) -> Gradients:

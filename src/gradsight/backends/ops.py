@@ -33,6 +33,12 @@ class Ops(ABC):
         traced again at every call and kept."""
         return lambda *tensors: fn(self, *tensors, *static)
 
+    def tiled_plus(self, a: np.ndarray, t: Tensor, k: int) -> Tensor:
+        """``a + tile_batch(t, k)`` as a tensor in ``t``'s layout: ``a`` (k * rows, ...) numpy, e.g.
+        SmoothGrad's noise. ``a`` is the caller's scratch: a backend may add ``t`` into it in
+        place (PyTorch: no tiled copy of ``t``); the sum is the same (float addition commutes)."""
+        return self.tile_batch(t, k) + self.from_numpy(a, t)
+
     @abstractmethod
     def numpy(self, t: Tensor) -> np.ndarray: ...
     @abstractmethod

@@ -10,7 +10,8 @@ One forward and one or two backward passes, in framework-free steps over a backe
    automatic capture runs the pass again with an explicit, copying capture);
 4. the vector-Jacobian product(s): one pass, or with a switch one down to the layer by
    the layer's rule and one down to the input by the input's, on the same recording;
-5. the not-differentiable checks, and everything returned detached.
+5. the not-differentiable checks, the request's ``layer_map`` (a CAM's weighing), and
+   everything returned detached.
 
 A backend that compiles (Keras traces this whole function with ``tf.function``) calls
 it inside its compiled function; a backend that does not calls it directly.
@@ -88,13 +89,19 @@ def gradients(
                 "cast, argmax or numpy step inside the model?)."
                 + (" Choose a layer whose output feeds the model's output (or another call=)." if w != "input" else "")
             )
+    layer_grad = grads[-1] if activation is not None else None
+    detached = None if activation is None else ops.detach(activation)
+    layer_map = None
+    if req.layer_map is not None and detached is not None and layer_grad is not None:
+        layer_map = req.layer_map(ops, detached, layer_grad)  # compiled with the rest where the backend compiles
     result = Gradients(
         outputs=[ops.detach(o) for o in outputs] if isinstance(outputs, list) else ops.detach(outputs),
         scores=ops.detach(scores),
         targets=idx,
         input_grad=grads[0] if req.wrt_input else None,
-        activation=None if activation is None else ops.detach(activation),
-        layer_grad=grads[-1] if activation is not None else None,
+        activation=detached,
+        layer_grad=layer_grad,
         layer=name,
+        layer_map=layer_map,
     )
     return result, report

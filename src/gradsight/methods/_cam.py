@@ -41,9 +41,42 @@ from ._common import (
 from ._layout import cam_input, normalized
 from ._tokens import Tokens, to_grid
 
-__all__ = ["LayerMap", "cam_layer", "gradient_cam", "grid_activation", "layer_tensors", "run_cam"]
+__all__ = ["LayerMap", "LayerWeigh", "cam_layer", "gradient_cam", "grid_activation", "layer_tensors", "layer_cam",
+           "run_cam"]
 
-Weigh = Callable[[Any, Any, Any, int, tuple[int, ...]], Any]
+Weigh = Callable[..., Any]  # weigh(ops, A, G, ch, spatial, *static)
+
+
+@dataclass(frozen=True)
+class LayerWeigh:
+    """A CAM's weighing as a :attr:`~gradsight.backends.base.Request.layer_map`: run inside the
+    backend's gradient pass (Keras: in its compiled function, no call of its own), on the layer's
+    output as it comes, its channels on ``channel_axis`` (:meth:`Backend.activation_channel_axis`).
+
+    Hashable (a module-level ``weigh`` and its ``static`` arguments): compiled functions are kept
+    per request. :func:`layer_cam` uses its result only where :func:`layer_tensors` read the layer
+    the same way (not for token layers or channels-last grids), so the result never changes.
+    """
+
+    weigh: Weigh
+    static: tuple[Any, ...] = ()
+    channel_axis: int = 1
+
+    def axes(self, rank: int, multi: bool) -> tuple[int, tuple[int, ...]]:
+        """(channel axis, spatial axes) of a layer output of ``rank`` (with a k axis: shifted by one)."""
+        ch = self.channel_axis % rank
+        spatial = tuple(a for a in range(1, rank) if a != ch)
+        return (ch + 1, tuple(a + 1 for a in spatial)) if multi else (ch, spatial)
+
+    def __call__(self, ops: Any, A: Any, G: Any) -> Any:
+        shape = tuple(ops.shape(A))
+        if len(shape) < 3:
+            return None  # no spatial axis: the method says why, from its own path
+        multi = len(ops.shape(G)) == len(shape) + 1
+        ch, spatial = self.axes(len(shape), multi)
+        if multi:
+            A = ops.reshape(A, (shape[0], 1) + shape[1:])
+        return self.weigh(ops, A, G, ch, spatial, *self.static)
 
 
 @dataclass
@@ -67,8 +100,11 @@ def layer_tensors(
     Grad-CAM; 1-D and 3-D feature maps keep their shape. With k targets per sample ``G`` is
     (N, k, ...) and ``A`` gains a size-1 k axis.
     """
+    return _with_k_axis(bk, *to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens))
+
+
+def _with_k_axis(bk: Backend, A: Any, G: Any, ch: int) -> tuple[Any, Any, int, tuple[int, ...], bool]:
     ops = bk.ops
-    A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens)
     shape = tuple(ops.shape(A))
     spatial = tuple(a for a in range(1, len(shape)) if a != ch)
     multi = len(ops.shape(G)) == len(shape) + 1
@@ -76,6 +112,26 @@ def layer_tensors(
         A = ops.reshape(A, (shape[0], 1) + shape[1:])
         ch, spatial = ch + 1, tuple(a + 1 for a in spatial)
     return A, G, ch, spatial, multi
+
+
+def layer_cam(
+    bk: Backend, model: Any, x: Any, g: Gradients, plan: LayerWeigh, tokens: Tokens | None = None
+) -> tuple[Any, bool]:
+    """``(map, multi)``: ``plan``'s weighing of the layer's tensors as :func:`layer_tensors` lays them out.
+
+    Where that layout is the layer's output as it came, channels on ``plan``'s axis, the map is
+    the one the gradient pass already made (:attr:`Gradients.layer_map`, the same ops on the same
+    tensors); otherwise (token layers, channels-last grids) one fused call on the laid-out tensors.
+    """
+    A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens)
+    as_came = (
+        g.layer_map is not None and A is g.activation and G is g.layer_grad
+        and ch == plan.channel_axis % len(bk.ops.shape(A))
+    )
+    A, G, ch, spatial, multi = _with_k_axis(bk, A, G, ch)
+    if as_came:
+        return g.layer_map, multi
+    return bk.ops.fuse(plan.weigh, ch, spatial, *plan.static)(A, G), multi  # one compiled call (Keras)
 
 
 def grid_activation(bk: Backend, model: Any, x: Any, A: Any, layer: str | None, tokens: Tokens | None) -> np.ndarray:
@@ -99,15 +155,17 @@ def gradient_cam(
     bk: Backend, model: Any, x: Any, target: Target, *, layer: Any, call: int, output: Any, guided: bool,
     name: str, weigh: Weigh, tokens: Tokens | None = None, layer_input: bool = False,
 ) -> MethodResult:
-    """A CAM computed from one forward and one backward to the layer, per layer."""
+    """A CAM computed from one forward and one backward to the layer, per layer (the weighing in
+    the backward's compiled function: :class:`LayerWeigh`)."""
+    plan = LayerWeigh(weigh, (), bk.activation_channel_axis())
 
     def one(ref: Any, with_input: bool) -> LayerMap:
         g = bk.gradients(
             model, x, target, rule=RULES["guided"] if with_input else None, layer=ref, call=call,
-            wrt_input=with_input, output=output, layer_rule=RULES["plain"] if with_input else None,
+            wrt_input=with_input, output=output, layer_rule=RULES["plain"] if with_input else None, layer_map=plan,
         )
-        A, G, ch, spatial, multi = layer_tensors(bk, model, x, g, tokens)
-        cam = bk.ops.numpy(bk.ops.fuse(weigh, ch, spatial)(A, G)).astype(np.float32)  # one compiled call (Keras)
+        cam_t, multi = layer_cam(bk, model, x, g, plan, tokens)
+        cam = bk.ops.numpy(cam_t).astype(np.float32)
         targets, scores, outputs = finish(bk, g)
         warn_zero(bk.ops.numpy(g.layer_grad), outputs, f"{name} at {g.layer!r}", k_axis=multi)
         gb = bk.ops.numpy(g.input_grad).astype(np.float32) if with_input else None

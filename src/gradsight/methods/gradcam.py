@@ -10,10 +10,10 @@ from .. import maps
 from ..backends.base import Backend, Gradients
 from ..errors import UnknownOptionError
 from ..targets import Target
-from ._cam import cam_layer, gradient_cam
+from ._cam import LayerWeigh, cam_layer, gradient_cam, layer_cam
 from ._common import MethodResult, finish, map_size, per_target, warn_zero
 from ._layout import cam_input, normalized
-from ._tokens import Tokens, to_grid
+from ._tokens import Tokens
 
 GATES = (None, "guided")
 
@@ -54,8 +54,14 @@ def gradcam(
                             layer_input=layer_input)
     cam_input(bk, model, x, "gradcam")  # a table has no map: say so before any pass
     ref = cam_layer(bk, model, layer, layer_input)
-    g = bk.gradients(model, x, target, layer=ref, call=call, wrt_input=False, output=output)
+    g = bk.gradients(model, x, target, layer=ref, call=call, wrt_input=False, output=output,
+                     layer_map=weighing(bk, gate))
     return cam_from(bk, model, x, g, gate, tokens=tokens)
+
+
+def weighing(bk: Backend, gate: str | None) -> LayerWeigh:
+    """Grad-CAM's weighing, to run inside the gradient pass (see :class:`~._cam.LayerWeigh`)."""
+    return LayerWeigh(_weigh, (gate,), bk.activation_channel_axis())
 
 
 def _weigh(ops: Any, A: Any, G: Any, ch: int, spatial: tuple[int, ...], gate: str | None = None) -> Any:
@@ -81,14 +87,9 @@ def cam_from(
     trilinear) and normalised (None when ``heatmaps=False``).
     """
     ops = bk.ops
-    A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens)
-    shape = ops.shape(A)
-    spatial = tuple(a for a in range(1, len(shape)) if a != ch)
-    multi = len(ops.shape(G)) == len(shape) + 1  # (N, k, ...): one gradient per target, one activation per sample
-    if multi:
-        A = ops.reshape(A, (shape[0], 1) + tuple(shape[1:]))
-        ch, spatial = ch + 1, tuple(a + 1 for a in spatial)
-    cam = ops.numpy(ops.fuse(_weigh, ch, spatial, gate)(A, G)).astype(np.float32)  # one compiled call (Keras)
+    # (N, k, ...) gradients (multi): one per target, one activation per sample
+    cam_t, multi = layer_cam(bk, model, x, g, weighing(bk, gate), tokens)
+    cam = ops.numpy(cam_t).astype(np.float32)
     targets, scores, outputs = finish(bk, g)
     # called by a method, one frame deeper than warn_zero expects: point at the same caller
     warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}", k_axis=multi)

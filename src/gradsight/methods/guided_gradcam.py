@@ -15,7 +15,7 @@ from ._cam import cam_layer
 from ._common import MethodResult, input_channel_axis, input_heatmaps, map_size, per_target, warn_zero
 from ._layout import cam_input
 from ._tokens import Tokens
-from .gradcam import cam_from, check_gate, gradcam
+from .gradcam import cam_from, check_gate, gradcam, weighing
 
 
 def guided_gradcam(
@@ -54,7 +54,7 @@ def guided_gradcam(
     ref = cam_layer(bk, model, layer, layer_input)
     g = bk.gradients(
         model, x, target, rule=RULES["guided"], layer=ref, call=call, wrt_input=True, output=output,
-        layer_rule=RULES["plain"],
+        layer_rule=RULES["plain"], layer_map=weighing(bk, gate),
     )
     cam = cam_from(bk, model, x, g, gate, heatmaps=False, tokens=tokens)
     multi = cam.scores.ndim == 2

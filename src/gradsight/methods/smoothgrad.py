@@ -83,6 +83,17 @@ def smoothgrad(
         scaled: np.ndarray = eps * sigma
         return scaled
 
+    def noise_block(s0: int, k: int) -> np.ndarray:
+        """``np.stack([noise_for(s) for s in range(s0, s0 + k)])``, the same numbers, drawn into one
+        buffer and scaled there (no per-copy arrays, no stacking copy)."""
+        eps = np.empty((k,) + canonical, np.float32)
+        for j in range(k):
+            np.random.default_rng([root, s0 + j]).standard_normal(dtype=np.float32, out=eps[j])
+        if channels_last:
+            return np.moveaxis(eps, 2, -1) * sigma  # a new array, in the input's layout
+        np.multiply(eps, sigma, out=eps)
+        return eps
+
     acc = _Sums(ops, aggregate)
     if base == "integrated_gradients":
         from .integrated_gradients import integrated_gradients
@@ -98,11 +109,11 @@ def smoothgrad(
     img_step = min(n, batch_size)
     for s0 in range(0, samples, per_chunk):
         k = min(per_chunk, samples - s0)
-        eps = np.stack([noise_for(s) for s in range(s0, s0 + k)])  # (k, n, ...)
+        eps = noise_block(s0, k)  # (k, n, ...): noise_for(s) for each s, drawn in place
         for ci, n0 in enumerate(range(0, n, img_step)):
             n1 = min(n, n0 + img_step)
             part = x if (n0, n1) == (0, n) else x[n0:n1]
-            rows = ops.tile_batch(part, k) + ops.from_numpy(eps[:, n0:n1].reshape((k * (n1 - n0),) + shape[1:]), x)
+            rows = ops.tiled_plus(eps[:, n0:n1].reshape((k * (n1 - n0),) + shape[1:]), part, k)  # eps is scratch
             t = target.rows(n0, n1).repeat(k)
             g = bk.gradients(model, rows, t, rule=rule, wrt_input=True, output=output)
             gshape = tuple(ops.shape(g.input_grad))  # (rows, [k targets,] *input)

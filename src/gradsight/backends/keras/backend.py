@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from collections.abc import Iterator
+from collections.abc import Callable, Hashable, Iterator
 from contextlib import AbstractContextManager, ExitStack, contextmanager
 from typing import TYPE_CHECKING, Any
 
@@ -117,18 +117,48 @@ class KerasBackend(Backend):
         softmax = require_final_softmax(model) if logits else final_softmax(model)
         if softmax is not None and not logits:
             warn(saturation_message(f"its last layer {softmax.name!r}, a softmax"), SaturationWarning)
-        yield KerasBackend(Settings(eval_mode, logits, tuple(forward_args), forward_kwargs))
+        run = KerasBackend(Settings(eval_mode, logits, tuple(forward_args), forward_kwargs))
+        run._memo = {}
+        yield run
+
+    _memo: dict[Hashable, tuple[keras.Model, Any]] | None = None
+    """A session's answers about the model's structure (its input, a layer by name): a call asks
+    several times (each method step, the checks), the session asks the model once. Only
+    session backends (one call) have it, so an edited model is never answered from an old call."""
+
+    def _once(self, what: Hashable, model: keras.Model, make: Callable[[], Any]) -> Any:
+        if self._memo is None:
+            return make()
+        key = (what, id(model))
+        hit = self._memo.get(key)
+        if hit is None or hit[0] is not model:
+            hit = self._memo[key] = (model, make())
+        return hit[1]
+
+    def _input_info(self, model: keras.Model) -> tuple[tuple[int | None, ...] | None, str | None, Any]:
+        info: tuple[tuple[int | None, ...] | None, str | None, Any] = self._once(
+            "input_info", model, lambda: input_info(model)
+        )
+        return info
+
+    def _named(self, model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
+        named: list[tuple[str, keras.layers.Layer]] = self._once("named", model, lambda: named_layers(model))
+        return named
+
+    def _layers(self, model: keras.Model) -> list[keras.layers.Layer]:
+        layers: list[keras.layers.Layer] = self._once("layers", model, lambda: [lay for _, lay in self._named(model)])
+        return layers
 
     def compute_threads(self, n: int | None = None) -> int | None:
         """None: TensorFlow sizes its thread pools once, when it starts (tf.config.threading), not per call."""
         return None
 
     def prepare_input(self, model: keras.Model, x: Any) -> tf.Tensor:
-        return _tensor(x, *input_info(model))
+        return _tensor(x, *self._input_info(model))
 
     def prepare_inputs(self, model: keras.Model, xs: list[Any], names: tuple[str, ...]) -> list[tf.Tensor]:
         """Each input checked against the model's symbolic input of its position (a dict: of its name)."""
-        fmt, dtype = input_info(model)[1:]
+        fmt, dtype = self._input_info(model)[1:]
         try:
             inputs = list(getattr(model, "inputs", None) or [])
         except (AttributeError, ValueError):  # subclassed models have no symbolic inputs
@@ -146,16 +176,20 @@ class KerasBackend(Backend):
         ]
 
     def input_layout(self, model: keras.Model) -> str:
-        return "channels_first" if input_info(model)[1] == "channels_first" else "channels_last"
+        return "channels_first" if self._input_info(model)[1] == "channels_first" else "channels_last"
 
     def conv_rank(self, model: keras.Model) -> int | None:
-        return conv_rank(model)
+        rank: int | None = self._once("conv_rank", model, lambda: conv_rank(model))
+        return rank
 
     def activation_channel_axis(self) -> int:
         return -1
 
     def find_layer(self, model: keras.Model, layer: Any) -> LayerRef:
-        return find_layer(model, layer)
+        if isinstance(layer, str):  # a name or path: looked up once per session
+            ref: LayerRef = self._once(("layer", layer), model, lambda: find_layer(model, layer, self._named(model)))
+            return ref
+        return find_layer(model, layer, self._named(model))
 
     def resolve_layer(self, model: keras.Model, layer: Any) -> LayerRef:
         """As :meth:`Backend.resolve_layer`; "auto" on a vision transformer (a model with an
@@ -173,11 +207,11 @@ class KerasBackend(Backend):
             # cached trace would either miss or keep after the block
             out, meta = compute(model, key, x, target, self.ops)
         else:
-            out, meta = run(model, key, x, target)
+            out, meta = run(model, key, x, target, self._layers(model))
         return to_gradients(model, out, meta)
 
     def forward(self, model: keras.Model, x: tf.Tensor, output: int | str | None = None) -> tf.Tensor:
-        return compiled_forward(model, x, output, self.settings)  # traced when repeated
+        return compiled_forward(model, x, output, self.settings, self._layers(model))  # traced when repeated
 
     def forward_with_activation(
         self, model: keras.Model, x: tf.Tensor, layer: Any, call: int = -1, output: int | str | None = None

@@ -49,6 +49,8 @@ each other's patches in order. Compiled (traced) calls run no Python and never t
 def _children(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
     if isinstance(layer, keras.Model):
         kids = list(layer.layers)
+    elif not getattr(layer, "_layers", True):
+        return []  # no tracked sub-layers (most layers): what _flatten_layers would give, without its walk
     else:
         flatten = getattr(layer, "_flatten_layers", None)  # sub-layers of custom layers
         kids = list(flatten(include_self=False, recursive=False)) if flatten else []
@@ -74,13 +76,15 @@ def named_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
     return list(iter_layers(model))
 
 
-def find_layer(model: keras.Model, layer: Any) -> LayerRef:
+def find_layer(
+    model: keras.Model, layer: Any, named: list[tuple[str, keras.layers.Layer]] | None = None
+) -> LayerRef:
     """The layer named by a name, a path such as ``"base/block5_conv3"``, or a layer object.
 
     A bare name may match a layer at any depth; it must be unique there (otherwise the
-    error lists the paths to choose from).
+    error lists the paths to choose from). ``named``: :func:`named_layers` of the model, if at hand.
     """
-    named = named_layers(model)
+    named = named_layers(model) if named is None else named
     if isinstance(layer, keras.layers.Layer):
         for path, found in named:
             if found is layer:

@@ -21,15 +21,17 @@ import tensorflow as tf
 
 from ..base import LayerRef, Settings
 from ..outputs import check_tensors, select_output
-from .capture import PATCHING, capture_layer
+from .capture import PATCHING, capture_layer, named_layers
 from .models import strip_softmax
 from .primitives import training_flag
+from .structure import Structure
 from .trace import forward as eager_forward
 
 __all__ = ["forward", "forward_with_activation"]
 
 MAX_ENTRIES = 8
 _CACHE: weakref.WeakKeyDictionary[keras.Model, OrderedDict[Hashable, Any]] = weakref.WeakKeyDictionary()
+_STRUCTURE = Structure()  # a model whose layers changed since its last call has its traces dropped
 
 
 class _Body:
@@ -69,7 +71,7 @@ class _CaptureBody:
 
 def _cached(
     model: keras.Model, key: Hashable, settings: Settings, x: tf.Tensor, make: Callable[[], Any],
-    eager: Callable[[], Any],
+    eager: Callable[[], Any], layers: list[keras.layers.Layer] | None = None,
 ) -> tuple[Any, Any]:
     """``(None, eager())`` at a key's first call (and for untraceable models), ``(entry, traced make())`` from its second.
 
@@ -78,6 +80,8 @@ def _cached(
     if settings.forward_args or settings.forward_kwargs:
         return None, eager()
     entries = _CACHE.setdefault(model, OrderedDict())
+    if not _STRUCTURE.same(model, [lay for _, lay in named_layers(model)] if layers is None else layers):
+        entries.clear()
     entry = entries.get(key)
     if entry is None or entry == "eager":
         if entry is None:
@@ -103,11 +107,14 @@ def _output_key(output: Any) -> Hashable:
     return tuple(output) if isinstance(output, list) else output
 
 
-def forward(model: keras.Model, x: tf.Tensor, output: Any, settings: Settings) -> Any:
-    """The selected output for ``x``: eagerly at a key's first call, traced from its second."""
+def forward(
+    model: keras.Model, x: tf.Tensor, output: Any, settings: Settings, layers: list[keras.layers.Layer] | None = None
+) -> Any:
+    """The selected output for ``x``: eagerly at a key's first call, traced from its second
+    (``layers``: the model's layers now, walked here when None; see :mod:`.structure`)."""
     key = ("forward", _output_key(output), settings, tuple(x.shape), x.dtype.name)
     _, out = _cached(model, key, settings, x, lambda: _compile(_Body(model, output, settings), x),
-                     lambda: eager_forward(model, x, output, settings))
+                     lambda: eager_forward(model, x, output, settings), layers)
     return out
 
 

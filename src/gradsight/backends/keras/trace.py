@@ -34,10 +34,11 @@ from ...targets import CallableTarget, ClassTarget, Target
 from .. import pipeline
 from ..base import Gradients, Request, Settings
 from ..outputs import check_tensors, select_output
-from .capture import PATCHING
+from .capture import PATCHING, named_layers
 from .models import strip_softmax
 from .ops import FedClassOps, KerasOps
 from .primitives import KerasPrimitives, training_flag
+from .structure import Structure
 
 __all__ = ["Key", "run", "forward", "traces", "MAX_ENTRIES"]
 
@@ -85,7 +86,7 @@ def _target_key(target: Target, n: int) -> Hashable | None:
     return (type(target).__name__, obj)
 
 
-_TENSORS = ("outputs", "scores", "targets", "input_grad", "activation", "layer_grad")
+_TENSORS = ("outputs", "scores", "targets", "input_grad", "activation", "layer_grad", "layer_map")
 
 
 def compute(model: keras.Model, key: Key, x: tf.Tensor, target: Target, ops: KerasOps) -> tuple[dict, dict]:
@@ -141,6 +142,7 @@ class _Compiled:
         self.feed = feed
         spec = [tf.TensorSpec(x.shape, x.dtype), tf.TensorSpec(feed, tf.int64)]
         self.fn = tf.function(_Body(self, model, key), input_signature=spec, autograph=False)
+        self.concrete: Any = None  # the one trace, called directly once made (skips tf.function's dispatch)
 
     def __call__(self, x: tf.Tensor, target: Target) -> dict:
         n = int(x.shape[0])
@@ -153,24 +155,33 @@ class _Compiled:
                 classes = np.broadcast_to(given, self.feed).astype(np.int64)
         self.target = target
         try:
-            out = self.fn(x, tf.constant(classes))
+            out = (self.concrete or self.fn)(x, tf.constant(classes))
         finally:
             self.target = None
-        self.ok = True
+        if not self.ok:
+            self.ok = True
+            self.concrete = self.fn.get_concrete_function()  # the trace just made (fixed input_signature)
         return out
 
 
 _CACHE: weakref.WeakKeyDictionary[keras.Model, OrderedDict] = weakref.WeakKeyDictionary()
 _WARNED: weakref.WeakSet[keras.Model] = weakref.WeakSet()  # models already warned about the eager fallback
+_STRUCTURE = Structure()
 
 
-def run(model: keras.Model, req: Key, x: tf.Tensor, target: Target) -> tuple[dict, dict]:
-    """``compute`` through the cache; see the module docstring."""
+def run(
+    model: keras.Model, req: Key, x: tf.Tensor, target: Target, layers: list[keras.layers.Layer] | None = None
+) -> tuple[dict, dict]:
+    """``compute`` through the cache; see the module docstring. ``layers``: the model's layers now
+    (:func:`~.capture.named_layers` order; walked here when None): a model whose layers changed
+    since its last call (``Sequential.pop``, a replaced activation) has its traces dropped."""
     n = int(x.shape[0])
     tkey = _target_key(target, n)
     if tkey is None:
         return compute(model, req, x, target, KerasOps())
     entries = _CACHE.setdefault(model, OrderedDict())
+    if not _STRUCTURE.same(model, [lay for _, lay in named_layers(model)] if layers is None else layers):
+        entries.clear()
     key = (req, tkey, tuple(x.shape), x.dtype.name)
     entry = entries.get(key)
     if entry == "eager":

@@ -64,6 +64,15 @@ class TorchOps(Ops):
         out.view((k,) + tuple(t.shape)).copy_(t)
         return out
 
+    def tiled_plus(self, a: np.ndarray, t: torch.Tensor, k: int) -> torch.Tensor:
+        out = self.from_numpy(a, t)  # a's memory (or a copy of it on t's device / dtype / layout)
+        try:
+            copies = out.view((k,) + tuple(t.shape))
+        except RuntimeError:  # strides that do not split: the plain way
+            return self.tile_batch(t, k) + out
+        copies.add_(t.detach())  # k copies of t added in place: no tiled copy of t
+        return out
+
     def reshape(self, t: torch.Tensor, shape: tuple[int, ...]) -> torch.Tensor:
         return t.reshape(shape)
 

@@ -1,0 +1,130 @@
+"""What a Keras call keeps between calls never answers for an edited model, and the CAM weighing
+runs inside the compiled gradient pass (issue 15's per-call overhead)."""
+
+from __future__ import annotations
+
+import warnings
+
+import numpy as np
+import pytest
+
+tf = pytest.importorskip("tensorflow")
+keras = pytest.importorskip("keras")
+
+import gradsight as gs  # noqa: E402
+from gradsight.backends import backend_for  # noqa: E402
+from gradsight.methods._cam import LayerWeigh, layer_cam  # noqa: E402
+from gradsight.methods.gradcam import weighing  # noqa: E402
+from gradsight.targets import as_target  # noqa: E402
+
+X = np.random.default_rng(0).normal(size=(2, 8, 8, 3)).astype(np.float32)
+
+
+def _net(name: str = "net", softmax: bool = False) -> keras.Model:
+    return keras.Sequential([
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same", name="c1"), keras.layers.ReLU(name="act"),
+        keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3, activation="softmax" if softmax else None,
+                                                                  name="head"),
+    ], name=name)
+
+
+def tape_gradcam(model: keras.Model, classes: list[int]) -> np.ndarray:
+    """Grad-CAM at "act" by hand, from the model's layers as they are now."""
+    layers = model.layers
+    with tf.GradientTape() as tape:
+        a = layers[1](layers[0](tf.constant(X)))
+        tape.watch(a)
+        out = a
+        for lay in layers[2:]:
+            out = lay(out)
+        score = tf.reduce_sum(tf.gather(out, classes, axis=1, batch_dims=1))
+    w = tf.reduce_mean(tape.gradient(score, a), axis=(1, 2), keepdims=True)
+    return tf.nn.relu(tf.reduce_sum(w * a, axis=-1)).numpy()
+
+
+def tape_saliency(model: keras.Model, classes: list[int]) -> np.ndarray:
+    xt = tf.constant(X)
+    with tf.GradientTape() as tape:
+        tape.watch(xt)
+        score = tf.reduce_sum(tf.gather(model(xt), classes, axis=1, batch_dims=1))
+    return tape.gradient(score, xt).numpy()
+
+
+def _close(a: np.ndarray, b: np.ndarray) -> None:
+    np.testing.assert_allclose(a, b, rtol=1e-5, atol=1e-6 * max(1.0, float(np.abs(b).max())))
+
+
+def test_an_edited_model_is_never_answered_from_an_old_call() -> None:
+    """Layers popped and added, new weights on the new layer, an activation replaced, a model rebuilt
+    under the same name: each call explains the model as it is (the traced functions are dropped)."""
+    keras.utils.set_random_seed(0)
+    model, t = _net(), [0, 2]
+    for _ in range(2):  # the second call runs the trace
+        _close(gs.gradcam(model, X, target=t, layer="act").attributions, tape_gradcam(model, t))
+        _close(gs.saliency(model, X, target=t).attributions, tape_saliency(model, t))
+    model.pop()
+    model.add(keras.layers.Dense(3, name="head"))
+    model(X)
+    _close(gs.gradcam(model, X, target=t, layer="act").attributions, tape_gradcam(model, t))
+    _close(gs.saliency(model, X, target=t).attributions, tape_saliency(model, t))
+    model.layers[-1].set_weights([2 * w + 1 for w in model.layers[-1].get_weights()])
+    _close(gs.gradcam(model, X, target=t, layer="act").attributions, tape_gradcam(model, t))
+    model.layers[-1].activation = keras.activations.sigmoid  # replaced after the traces were made
+    _close(gs.gradcam(model, X, target=t, layer="act").attributions, tape_gradcam(model, t))
+    _close(gs.saliency(model, X, target=t).attributions, tape_saliency(model, t))
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore")
+        for _ in range(2):  # compiled forward passes (SmoothGrad's clean pass): traced at the second call
+            gs.predict(model, X)
+        model.layers[-1].activation = keras.activations.linear
+        np.testing.assert_allclose(gs.predict(model, X), model(X).numpy(), rtol=1e-5, atol=1e-6)
+    rebuilt = _net(model.name)  # same name, new weights
+    _close(gs.gradcam(rebuilt, X, target=t, layer="act").attributions, tape_gradcam(rebuilt, t))
+
+
+def test_a_layer_name_is_looked_up_in_each_call() -> None:
+    """The session's memo lives for one call: a name that now means another layer is found again."""
+    keras.utils.set_random_seed(1)
+    model, t = _net(), [1, 0]
+    gs.gradcam(model, X, target=t, layer="act")
+    model.pop()
+    model.pop()
+    model.pop()  # act, pool, head gone: "act" now names nothing
+    model.add(keras.layers.Conv2D(4, 3, padding="same", name="act"))
+    model.add(keras.layers.GlobalAveragePooling2D())
+    model.add(keras.layers.Dense(3))
+    model(X)
+    _close(gs.gradcam(model, X, target=t, layer="act").attributions, tape_gradcam(model, t))
+
+
+@pytest.mark.parametrize("target", [[0, 2], gs.targets.TopK(2)])
+def test_the_cam_weighing_runs_in_the_gradient_pass(target) -> None:
+    """gs.gradcam's map is the one the (compiled) gradient pass made, and equals the textbook one."""
+    keras.utils.set_random_seed(2)
+    model = _net()
+    bk = backend_for(model)
+    for _ in range(2):
+        with bk.session(model) as run:
+            x = run.prepare_input(model, X)
+            ref = run.resolve_layer(model, "act")
+            g = run.gradients(model, x, as_target(target), layer=ref, wrt_input=False,
+                              layer_map=weighing(run, None))
+            cam, multi = layer_cam(run, model, x, g, weighing(run, None))
+    assert g.layer_map is not None and cam is g.layer_map
+    assert multi == (not isinstance(target, list))
+    if isinstance(target, list):
+        _close(run.ops.numpy(cam), tape_gradcam(model, target))
+    else:
+        classes = gs.gradcam(model, X, target=target, layer="act").targets
+        for j in range(2):
+            _close(run.ops.numpy(cam)[:, j], tape_gradcam(model, classes[:, j].tolist()))
+    _close(gs.gradcam(model, X, target=[0, 2], layer="act").attributions, tape_gradcam(model, [0, 2]))
+
+
+def test_layer_weigh_is_a_cache_key() -> None:
+    """Compiled functions are kept per request: equal plans are equal and hash alike."""
+    from gradsight.methods.gradcam_plus_plus import weigh
+
+    a, b = LayerWeigh(weigh, (), -1), LayerWeigh(weigh, (), -1)
+    assert a == b and hash(a) == hash(b)
+    assert a != LayerWeigh(weigh, (), 1)
