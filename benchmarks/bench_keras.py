@@ -112,7 +112,6 @@ CLOCK = time.perf_counter  # --clock cpu: time.process_time (with --threads 1, f
 
 
 def timed(fn: Callable[[], Any]) -> float:
-    gc.collect()
     t0 = CLOCK()
     fn()
     return CLOCK() - t0
@@ -122,6 +121,11 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, fl
     names = list(fns)
     for name in names:
         fns[name]()  # warm-up
+    # One full collection before the rounds, none forced between calls (Python's automatic gc stays
+    # on, as in a user's loop): with TensorFlow loaded a full collection walks ~430,000 objects
+    # (~0.23 s) and leaves the caches cold, which added 15-20 ms to the next ~25 ms call on both
+    # sides (CIFAR ResNet-20: floor 25 -> 44 ms) and measured the collector more than the methods.
+    gc.collect()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
         for name in names[r % len(names):] + names[: r % len(names)]:
