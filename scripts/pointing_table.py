@@ -49,19 +49,6 @@ ROWS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         ("Grad-CAM++ `[relu4, bn3]`", "gradcam_plus_plus", {"layer": ["relu4", "bn3"]}),
         ("guided Grad-CAM `relu4`", "guided_gradcam", {}),
     ],
-    "demo-loc": [
-        ("Grad-CAM `relu4` (auto)", "gradcam", {}),
-        ('Grad-CAM `relu4`, `gate="guided"`', "gradcam", {"gate": "guided"}),
-        ("Grad-CAM++ `relu4`", "gradcam_plus_plus", {}),
-        ("XGrad-CAM `relu4`", "xgradcam", {}),
-        ("Layer-CAM `relu4`", "layercam", {}),
-        ("HiResCAM `relu4`", "hirescam", {}),
-        ("Eigen-CAM `relu4`", "eigencam", {}),
-        ("Score-CAM `relu4`", "scorecam", {"batch_size": 256}),
-        ("Layer-CAM `bn3` (16x16)", "layercam", {"layer": "bn3"}),
-        ("Layer-CAM `[relu4, bn3]`", "layercam", {"layer": ["relu4", "bn3"]}),
-        ("guided Grad-CAM `relu4`", "guided_gradcam", {}),
-    ],
     "demo-fine": [
         ("Grad-CAM `relu5` (auto)", "gradcam", {}),
         ('Grad-CAM `relu5`, `gate="guided"`', "gradcam", {"gate": "guided"}),
@@ -85,6 +72,9 @@ ROWS: dict[str, list[tuple[str, str, dict[str, Any]]]] = {
         ("Grad-CAM++ `[relu5, relu4]`", "gradcam_plus_plus", {"layer": ["relu5", "relu4"]}),
     ],
 }
+
+# demo-loc has the demo CNN's architecture: its every-method rows at relu4, one earlier layer, a mix, guided Grad-CAM
+ROWS["demo-loc"] = ROWS["demo"][:8] + [ROWS["demo"][i] for i in (9, 11, 15)]
 
 
 def rows_for(model_name: str) -> list[tuple[str, str, dict[str, Any]]]:
