@@ -78,3 +78,20 @@ def test_smoothgrad_noise_is_the_documented_draw() -> None:
         for xl in (x, x.contiguous(memory_format=torch.channels_last)):
             out = gs.explain(net, xl, method="smoothgrad", target=t, samples=6, batch_size=bs, seed=3).attributions
             np.testing.assert_allclose(out, total / 6, rtol=1e-5, atol=1e-7)
+
+
+@pytest.mark.parametrize("h, w, out", [((8, 8, (32, 32))), ((7, 5, (224, 97))), ((32, 32, (16, 16)))])
+def test_resize_matrix_path_equals_interpolate_and_keeps_non_finite_values_local(h, w, out) -> None:
+    torch = pytest.importorskip("torch")
+    rng = np.random.default_rng(3)
+    m = (rng.standard_normal((6, h, w)) * 10).astype(np.float32)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(m)[:, None], size=out, mode="bilinear",
+                                          align_corners=False)[:, 0].numpy()
+    np.testing.assert_allclose(maps.resize(m, out), ref, rtol=1e-6, atol=1e-6)
+    m[2, h // 2, w // 2] = np.inf  # the two-tap path: inf reaches its neighbours only, as in F.interpolate
+    got = maps.resize(m, out)
+    ref = torch.nn.functional.interpolate(torch.from_numpy(m)[:, None], size=out, mode="bilinear",
+                                          align_corners=False)[:, 0].numpy()
+    np.testing.assert_array_equal(np.isfinite(got), np.isfinite(ref))
+    assert np.isfinite(got[[0, 1, 3, 4, 5]]).all()
+    np.testing.assert_allclose(got[np.isfinite(ref)], ref[np.isfinite(ref)], rtol=1e-6, atol=1e-6)
