@@ -10,6 +10,7 @@ module (and the CLI's ``--help``) imports neither torch nor tensorflow.
 
 from __future__ import annotations
 
+import importlib
 from collections.abc import Callable
 from dataclasses import dataclass
 from typing import Any
@@ -95,8 +96,8 @@ def _shapes_net_variant(framework: str, keras_loader: str, torch_loader: str, wh
     from .shapes import IMAGE_SIZE
 
     if framework == "keras":
-        try:
-            from . import keras_model
+        try:  # import_module, not ``from . import``: it honours sys.modules like any import of the module
+            keras_model = importlib.import_module(f"{__package__}.keras_model")
         except ImportError as exc:
             raise ModelError(
                 f"the Keras demo model is not available ({exc}). It needs TensorFlow/Keras "
@@ -108,9 +109,7 @@ def _shapes_net_variant(framework: str, keras_loader: str, torch_loader: str, wh
             import torch  # noqa: F401
         except ImportError as exc:
             raise _needs("torch", exc) from exc
-        from . import model as torch_model
-
-        load = getattr(torch_model, torch_loader)
+        load = getattr(importlib.import_module(f"{__package__}.model"), torch_loader)
     try:
         model = load()
     except FileNotFoundError as exc:
@@ -120,8 +119,6 @@ def _shapes_net_variant(framework: str, keras_loader: str, torch_loader: str, wh
 
 def _torch_only(framework: str, name: str, module: str, loader: str, what: str) -> tuple[Any, ModelInfo]:
     """A bundled model that exists in PyTorch only: ``gradsight.demo.<module>.<loader>()``."""
-    import importlib
-
     from .shapes import IMAGE_SIZE
 
     if framework == "keras":
