@@ -101,8 +101,9 @@ def fit(model: nn.Module, train: Any, test: Any, opt: torch.optim.Optimizer, sch
         )
 
 
-def save_and_report(model: nn.Module, test: Any, out: Path) -> float:
-    """Per-class and overall test accuracy printed, the ``state_dict`` written to ``out``; the accuracy."""
+def save_and_report(model: nn.Module, test: Any, out: Path, started: float | None = None) -> float:
+    """Per-class and overall test accuracy printed, the ``state_dict`` written to ``out``; the accuracy.
+    ``started`` (a ``time.perf_counter()``): also print the file's size and the wall time since then."""
     preds = evaluate(model, test.images, test.labels)
     acc = float((preds == test.labels).mean())
     for k, name in enumerate(CLASSES):
@@ -112,49 +113,72 @@ def save_and_report(model: nn.Module, test: Any, out: Path) -> float:
     state = {k: v.detach().cpu().contiguous() for k, v in model.state_dict().items()}
     torch.save(state, out)
     print(f"final test accuracy (seed {TEST_SEED}, n={len(test)}): {acc:.4f}")
+    if started is not None:
+        print(f"wrote {out} ({out.stat().st_size / 1024:.1f} KiB); wall time {time.perf_counter() - started:.1f}s")
     return acc
 
 
-def main(argv: list[str] | None = None) -> float:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-train", type=int, default=10000)
+def training_parser(doc: str, *, n_train: int, epochs: int, lr: float, out: Path, threads: int = 2
+                    ) -> argparse.ArgumentParser:
+    """The options every demo training script takes (its own defaults given); a script adds its extras."""
+    parser = argparse.ArgumentParser(description=doc.splitlines()[0])
+    parser.add_argument("--n-train", type=int, default=n_train)
     parser.add_argument("--n-test", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=12)
+    parser.add_argument("--epochs", type=int, default=epochs)
     parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=WEIGHTS_PATH)
-    args = parser.parse_args(argv)
+    parser.add_argument("--lr", type=float, default=lr)
+    parser.add_argument("--threads", type=int, default=threads)
+    parser.add_argument("--out", type=Path, default=out)
+    return parser
 
-    t_start = time.perf_counter()
+
+def seeded_data(args: argparse.Namespace) -> tuple[torch.Generator, Any, Any]:
+    """Threads and seeds set (torch, numpy, the shuffling generator), then the train and test images
+    generated (``generate(n_train, seed=0)``, ``generate(n_test, seed=1)``): ``(generator, train, test)``."""
     torch.set_num_threads(args.threads)
     torch.manual_seed(0)
     np.random.seed(0)
     gen = torch.Generator().manual_seed(0)
-
     t0 = time.perf_counter()
     train = generate(args.n_train, seed=TRAIN_SEED)
     test = generate(args.n_test, seed=TEST_SEED)
     print(f"generated {len(train)} train + {len(test)} test images in {time.perf_counter() - t0:.1f}s", flush=True)
+    return gen, train, test
+
+
+def one_cycle_adam(params: Any, args: argparse.Namespace, n_train: int) -> tuple[torch.optim.Optimizer, Any]:
+    """Adam (weight decay 1e-4) under a one-cycle schedule peaking at ``args.lr``, one step per batch."""
+    steps = (n_train + args.batch_size - 1) // args.batch_size
+    opt = torch.optim.Adam(params, lr=args.lr, weight_decay=1e-4)
+    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps, pct_start=0.2)
+    return opt, sched
+
+
+def write_keras_twin(out: Path) -> None:
+    """When ``out`` is a bundled weights file with a Keras twin: the twin's converted copy too, so
+    Keras users need no torch (:data:`gradsight.demo.keras_model.TWINS`)."""
+    if out.resolve().parent != WEIGHTS_PATH.parent:
+        return  # not a bundled file: no need to import Keras
+    from gradsight.demo.keras_model import TWINS, save_converted_weights
+
+    npz = TWINS.get(out.resolve())
+    if npz is not None:
+        print(f"wrote {save_converted_weights(out.resolve(), npz)} (Keras twin weights)")
+
+
+def main(argv: list[str] | None = None) -> float:
+    args = training_parser(__doc__, n_train=10000, epochs=12, lr=3e-3, out=WEIGHTS_PATH).parse_args(argv)
+    t_start = time.perf_counter()
+    gen, train, test = seeded_data(args)
     print(f"train class counts: {np.bincount(train.labels, minlength=len(CLASSES)).tolist()}", flush=True)
 
     model = ShapesNet()
     n_params = sum(p.numel() for p in model.parameters())
     print(f"ShapesNet: {n_params} parameters", flush=True)
-    steps_per_epoch = (len(train) + args.batch_size - 1) // args.batch_size
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(
-        opt, max_lr=args.lr, total_steps=args.epochs * steps_per_epoch, pct_start=0.2
-    )
+    opt, sched = one_cycle_adam(model.parameters(), args, len(train))
     fit(model, train, test, opt, sched, args.epochs, args.batch_size, gen)
-    acc = save_and_report(model, test, args.out)
-    wall = time.perf_counter() - t_start
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KiB); wall time {wall:.1f}s")
-    if args.out.resolve() == WEIGHTS_PATH.resolve():
-        # Keep the Keras twin's converted copy in step, so Keras users need no torch.
-        from gradsight.demo.keras_model import save_converted_weights
-
-        print(f"wrote {save_converted_weights()} (Keras twin weights)")
+    acc = save_and_report(model, test, args.out, t_start)
+    write_keras_twin(args.out)
     return acc
 
 

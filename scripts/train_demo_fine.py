@@ -20,20 +20,16 @@ import sys
 import time
 from pathlib import Path
 
-import numpy as np
-import torch
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_demo import TEST_SEED, TRAIN_SEED, fit, save_and_report
+from train_demo import fit, one_cycle_adam, save_and_report, seeded_data, training_parser
 
 try:
     from gradsight.demo.fine_model import FINE_WEIGHTS_PATH, ShapesNetFine
-    from gradsight.demo.shapes import generate
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from gradsight.demo.fine_model import FINE_WEIGHTS_PATH, ShapesNetFine
-    from gradsight.demo.shapes import generate
 
 
 TRUNK = ("conv1", "bn1", "conv2", "bn2", "conv3", "bn3")
@@ -54,40 +50,16 @@ def freeze_trunk(model: nn.Module) -> list[nn.Module]:
 
 
 def main(argv: list[str] | None = None) -> float:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-train", type=int, default=4000)
-    parser.add_argument("--n-test", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=3)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=3e-3)
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=FINE_WEIGHTS_PATH)
-    args = parser.parse_args(argv)
-
+    args = training_parser(__doc__, n_train=4000, epochs=3, lr=3e-3, out=FINE_WEIGHTS_PATH).parse_args(argv)
     t_start = time.perf_counter()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    np.random.seed(0)
-    gen = torch.Generator().manual_seed(0)
-    train = generate(args.n_train, seed=TRAIN_SEED)
-    test = generate(args.n_test, seed=TEST_SEED)
-    print(f"generated {len(train)} train + {len(test)} test images in {time.perf_counter() - t_start:.1f}s", flush=True)
+    gen, train, test = seeded_data(args)
 
     model = ShapesNetFine()
     trunk = freeze_trunk(model)
     print(f"ShapesNetFine: {sum(p.numel() for p in model.parameters())} parameters", flush=True)
-    steps = (len(train) + args.batch_size - 1) // args.batch_size
-    opt = torch.optim.Adam([p for p in model.parameters() if p.requires_grad], lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps, pct_start=0.2)
+    opt, sched = one_cycle_adam([p for p in model.parameters() if p.requires_grad], args, len(train))
     fit(model, train, test, opt, sched, args.epochs, args.batch_size, gen, frozen=trunk)  # trunk BatchNorm: the demo's statistics
-
-    acc = save_and_report(model, test, args.out)
-    print(
-        f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KiB); wall time {time.perf_counter() - t_start:.1f}s"
-    )
-    return acc
+    return save_and_report(model, test, args.out, t_start)
 
 
 if __name__ == "__main__":

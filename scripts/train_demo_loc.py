@@ -36,15 +36,21 @@ import torch.nn.functional as F
 from torch import nn
 
 sys.path.insert(0, str(Path(__file__).resolve().parent))
-from train_demo import TEST_SEED, TRAIN_SEED, augment, save_and_report, to_tensor
+from train_demo import (
+    augment,
+    one_cycle_adam,
+    save_and_report,
+    seeded_data,
+    to_tensor,
+    training_parser,
+    write_keras_twin,
+)
 
 try:
     from gradsight.demo.model import LOC_WEIGHTS_PATH, ShapesNet, load_demo_model
-    from gradsight.demo.shapes import generate
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from gradsight.demo.model import LOC_WEIGHTS_PATH, ShapesNet, load_demo_model
-    from gradsight.demo.shapes import generate
 
 
 def features_and_logits(model: ShapesNet, x: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
@@ -84,33 +90,16 @@ def pointing(model: ShapesNet, images: np.ndarray, labels: np.ndarray, masks: np
 
 
 def main(argv: list[str] | None = None) -> float:
-    import argparse
-
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-train", type=int, default=6000)
-    parser.add_argument("--n-test", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=8)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
+    parser = training_parser(__doc__, n_train=6000, epochs=8, lr=1e-3, out=LOC_WEIGHTS_PATH)
     parser.add_argument("--weight", type=float, default=2.0, help="weight of the localisation term")
-    parser.add_argument("--threads", type=int, default=2)
-    parser.add_argument("--out", type=Path, default=LOC_WEIGHTS_PATH)
     args = parser.parse_args(argv)
-
     t_start = time.perf_counter()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    np.random.seed(0)
-    gen = torch.Generator().manual_seed(0)
-    train = generate(args.n_train, seed=TRAIN_SEED)
-    test = generate(args.n_test, seed=TEST_SEED)
-    print(f"generated {len(train)} train + {len(test)} test images in {time.perf_counter() - t_start:.1f}s", flush=True)
+    gen, train, test = seeded_data(args)
 
     model = load_demo_model()
     print(f"start (demo weights): pointing@0 {pointing(model, test.images, test.labels, test.masks):.3f}", flush=True)
     steps = (len(train) + args.batch_size - 1) // args.batch_size
-    opt = torch.optim.Adam(model.parameters(), lr=args.lr, weight_decay=1e-4)
-    sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=args.lr, total_steps=args.epochs * steps, pct_start=0.2)
+    opt, sched = one_cycle_adam(model.parameters(), args, len(train))
     ce = nn.CrossEntropyLoss(label_smoothing=0.05)
     labels_t = torch.from_numpy(train.labels)
     for epoch in range(args.epochs):
@@ -140,12 +129,8 @@ def main(argv: list[str] | None = None) -> float:
             flush=True,
         )
 
-    acc = save_and_report(model, test, args.out)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KiB); wall time {time.perf_counter() - t_start:.1f}s")
-    if args.out.resolve() == LOC_WEIGHTS_PATH.resolve():  # the Keras twin's converted copy, so Keras users need no torch
-        from gradsight.demo.keras_model import LOC_NPZ_PATH, save_converted_weights
-
-        print(f"wrote {save_converted_weights(LOC_WEIGHTS_PATH, LOC_NPZ_PATH)} (Keras twin weights)")
+    acc = save_and_report(model, test, args.out, t_start)
+    write_keras_twin(args.out)
     return acc
 
 

@@ -19,23 +19,20 @@ for the first epochs here; with the trained stem it learns in a few minutes.
 
 from __future__ import annotations
 
-import argparse
 import sys
 import time
 from pathlib import Path
 
 import torch
 from torch import nn
-from train_demo import TEST_SEED, TRAIN_SEED, fit, save_and_report  # scripts/ is sys.path[0]
+from train_demo import fit, save_and_report, seeded_data, training_parser  # scripts/ is sys.path[0]
 
 try:
     from gradsight.demo.model import load_demo_model
-    from gradsight.demo.shapes import generate
     from gradsight.demo.vit import VIT_WEIGHTS_PATH, ShapesViT
 except ImportError:  # running from a checkout without an installed package
     sys.path.insert(0, str(Path(__file__).resolve().parents[1] / "src"))
     from gradsight.demo.model import load_demo_model
-    from gradsight.demo.shapes import generate
     from gradsight.demo.vit import VIT_WEIGHTS_PATH, ShapesViT
 
 # the demo CNN's first three conv blocks -> the ViT stem's Sequential indices
@@ -51,25 +48,13 @@ def stem_from_demo_cnn(model: ShapesViT) -> None:
 
 
 def main(argv: list[str] | None = None) -> float:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--n-train", type=int, default=4000)
-    parser.add_argument("--n-test", type=int, default=1000)
-    parser.add_argument("--epochs", type=int, default=4)
-    parser.add_argument("--batch-size", type=int, default=64)
-    parser.add_argument("--lr", type=float, default=1e-3)
-    parser.add_argument("--threads", type=int, default=1)  # 2 threads on a busy 2-core machine ran 10x slower
+    # one thread by default: 2 threads on a busy 2-core machine ran 10x slower
+    parser = training_parser(__doc__, n_train=4000, epochs=4, lr=1e-3, out=VIT_WEIGHTS_PATH, threads=1)
     parser.add_argument("--stem-lr-factor", type=float, default=0.1)
     parser.add_argument("--from-scratch", action="store_true", help="random stem instead of the demo CNN's")
-    parser.add_argument("--out", type=Path, default=VIT_WEIGHTS_PATH)
     args = parser.parse_args(argv)
-
     t_start = time.perf_counter()
-    torch.set_num_threads(args.threads)
-    torch.manual_seed(0)
-    gen = torch.Generator().manual_seed(0)
-    train = generate(args.n_train, seed=TRAIN_SEED)
-    test = generate(args.n_test, seed=TEST_SEED)
-    print(f"generated {len(train)} train + {len(test)} test images in {time.perf_counter() - t_start:.1f}s", flush=True)
+    gen, train, test = seeded_data(args)
 
     model = ShapesViT()
     if not args.from_scratch:
@@ -87,9 +72,7 @@ def main(argv: list[str] | None = None) -> float:
     sched = torch.optim.lr_scheduler.OneCycleLR(opt, max_lr=[g["lr"] for g in opt.param_groups],
                                                 total_steps=args.epochs * steps_per_epoch, pct_start=0.1)
     fit(model, train, test, opt, sched, args.epochs, args.batch_size, gen, clip=1.0)
-    acc = save_and_report(model, test, args.out)
-    print(f"wrote {args.out} ({args.out.stat().st_size / 1024:.1f} KiB); wall time {time.perf_counter() - t_start:.1f}s")
-    return acc
+    return save_and_report(model, test, args.out, t_start)
 
 
 if __name__ == "__main__":

@@ -41,6 +41,8 @@ NPZ_PATH: Path = _WEIGHTS / "shapes_net_keras.npz"
 LOC_PT_PATH: Path = _WEIGHTS / "shapes_net_loc.pt"
 LOC_NPZ_PATH: Path = _WEIGHTS / "shapes_net_loc_keras.npz"
 """``demo-loc``'s weights converted the same way (same architecture)."""
+TWINS: dict[Path, Path] = {PT_PATH: NPZ_PATH, LOC_PT_PATH: LOC_NPZ_PATH}
+"""Each bundled PyTorch weights file with a Keras twin -> its converted ``.npz``."""
 
 _CONVS = ("conv1", "conv2", "conv3", "conv4")
 
