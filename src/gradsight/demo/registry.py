@@ -88,45 +88,28 @@ def _shapes_info(framework: str, size: int, what: str) -> ModelInfo:
 
 
 def _load_shapes_net(framework: str) -> tuple[Any, ModelInfo]:
-    return _shapes_net_variant(framework, "load_keras_demo_model", "load_demo_model", "shapes demo model")
+    return _shapes_model(framework, "demo", "model:load_demo_model", "keras_model:load_keras_demo_model",
+                         "shapes demo model")
 
 
-def _shapes_net_variant(framework: str, keras_loader: str, torch_loader: str, what: str) -> tuple[Any, ModelInfo]:
-    """A ShapesNet with some bundled weights: ``keras_model.<keras_loader>`` or ``model.<torch_loader>``."""
+def _shapes_model(framework: str, name: str, torch_at: str, keras_at: str | None, what: str) -> tuple[Any, ModelInfo]:
+    """A bundled model on the shapes images: ``gradsight.demo.<module>.<loader>()`` from ``torch_at`` or
+    ``keras_at`` ("module:loader"; None: the model has no Keras twin)."""
     from .shapes import IMAGE_SIZE
 
-    if framework == "keras":
-        try:  # import_module, not ``from . import``: it honours sys.modules like any import of the module
-            keras_model = importlib.import_module(f"{__package__}.keras_model")
-        except ImportError as exc:
-            raise ModelError(
-                f"the Keras demo model is not available ({exc}). It needs TensorFlow/Keras "
-                "(pip install 'gradsight[tensorflow]'); or use --framework torch."
-            ) from exc
-        load = getattr(keras_model, keras_loader)
-    else:
-        try:
-            import torch  # noqa: F401
-        except ImportError as exc:
-            raise _needs("torch", exc) from exc
-        load = getattr(importlib.import_module(f"{__package__}.model"), torch_loader)
-    try:
-        model = load()
-    except FileNotFoundError as exc:
-        raise ModelError(str(exc)) from exc
-    return model, _shapes_info(framework, IMAGE_SIZE, what)
-
-
-def _torch_only(framework: str, name: str, module: str, loader: str, what: str) -> tuple[Any, ModelInfo]:
-    """A bundled model that exists in PyTorch only: ``gradsight.demo.<module>.<loader>()``."""
-    from .shapes import IMAGE_SIZE
-
-    if framework == "keras":
+    at = keras_at if framework == "keras" else torch_at
+    if at is None:
         raise ModelError(f"{name!r} is a PyTorch model only (it has no Keras twin); use --framework torch.")
-    try:
+    module, loader = at.split(":")
+    try:  # import_module, not ``from . import``: it honours sys.modules like any import of the module
         load = getattr(importlib.import_module(f"{__package__}.{module}"), loader)
     except ImportError as exc:
-        raise _needs("torch", exc) from exc
+        if framework != "keras":
+            raise _needs("torch", exc) from exc
+        raise ModelError(
+            f"the Keras demo model is not available ({exc}). It needs TensorFlow/Keras "
+            "(pip install 'gradsight[tensorflow]'); or use --framework torch."
+        ) from exc
     try:
         model = load()
     except FileNotFoundError as exc:
@@ -135,13 +118,13 @@ def _torch_only(framework: str, name: str, module: str, loader: str, what: str) 
 
 
 def _load_shapes_net_fine(framework: str) -> tuple[Any, ModelInfo]:
-    return _torch_only(framework, "demo-fine", "fine_model", "load_fine_model",
-                       "shapes demo model with a 16x16 last stage")
+    return _shapes_model(framework, "demo-fine", "fine_model:load_fine_model", None,
+                         "shapes demo model with a 16x16 last stage")
 
 
 def _load_shapes_net_loc(framework: str) -> tuple[Any, ModelInfo]:
-    return _shapes_net_variant(framework, "load_keras_loc_model", "load_loc_model",
-                               "shapes demo model fine-tuned with a localisation signal")
+    return _shapes_model(framework, "demo-loc", "model:load_loc_model", "keras_model:load_keras_loc_model",
+                         "shapes demo model fine-tuned with a localisation signal")
 
 
 def _load_detector(framework: str) -> tuple[Any, ModelInfo]:
@@ -165,7 +148,7 @@ def _load_detector(framework: str) -> tuple[Any, ModelInfo]:
 
 
 def _load_vit(framework: str) -> tuple[Any, ModelInfo]:
-    return _torch_only(framework, "demo-vit", "vit", "load_demo_vit", "shapes demo ViT")
+    return _shapes_model(framework, "demo-vit", "vit:load_demo_vit", None, "shapes demo ViT")
 
 
 def _load_mlp(framework: str) -> tuple[Any, ModelInfo]:
