@@ -62,20 +62,11 @@ class LayerWeigh:
     static: tuple[Any, ...] = ()
     channel_axis: int = 1
 
-    def axes(self, rank: int, multi: bool) -> tuple[int, tuple[int, ...]]:
-        """(channel axis, spatial axes) of a layer output of ``rank`` (with a k axis: shifted by one)."""
-        ch = self.channel_axis % rank
-        spatial = tuple(a for a in range(1, rank) if a != ch)
-        return (ch + 1, tuple(a + 1 for a in spatial)) if multi else (ch, spatial)
-
     def __call__(self, ops: Any, A: Any, G: Any) -> Any:
-        shape = tuple(ops.shape(A))
-        if len(shape) < 3:
+        rank = len(ops.shape(A))
+        if rank < 3:
             return None  # no spatial axis: the method says why, from its own path
-        multi = len(ops.shape(G)) == len(shape) + 1
-        ch, spatial = self.axes(len(shape), multi)
-        if multi:
-            A = ops.reshape(A, (shape[0], 1) + shape[1:])
+        A, G, ch, spatial, _ = _with_k_axis(ops, A, G, self.channel_axis % rank)
         return self.weigh(ops, A, G, ch, spatial, *self.static)
 
 
@@ -100,11 +91,11 @@ def layer_tensors(
     Grad-CAM; 1-D and 3-D feature maps keep their shape. With k targets per sample ``G`` is
     (N, k, ...) and ``A`` gains a size-1 k axis.
     """
-    return _with_k_axis(bk, *to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens))
+    return _with_k_axis(bk.ops, *to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens))
 
 
-def _with_k_axis(bk: Backend, A: Any, G: Any, ch: int) -> tuple[Any, Any, int, tuple[int, ...], bool]:
-    ops = bk.ops
+def _with_k_axis(ops: Any, A: Any, G: Any, ch: int) -> tuple[Any, Any, int, tuple[int, ...], bool]:
+    """``A`` with a size-1 k axis when ``G`` has k targets per sample, and the (channel, spatial) axes to match."""
     shape = tuple(ops.shape(A))
     spatial = tuple(a for a in range(1, len(shape)) if a != ch)
     multi = len(ops.shape(G)) == len(shape) + 1
@@ -128,7 +119,7 @@ def layer_cam(
         g.layer_map is not None and A is g.activation and G is g.layer_grad
         and ch == plan.channel_axis % len(bk.ops.shape(A))
     )
-    A, G, ch, spatial, multi = _with_k_axis(bk, A, G, ch)
+    A, G, ch, spatial, multi = _with_k_axis(bk.ops, A, G, ch)
     if as_came:
         return g.layer_map, multi
     return bk.ops.fuse(plan.weigh, ch, spatial, *plan.static)(A, G), multi  # one compiled call (Keras)
