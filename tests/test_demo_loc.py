@@ -34,7 +34,7 @@ def test_registry_loads_demo_loc_in_eval_mode(model):
     with torch.no_grad():
         np.testing.assert_array_equal(loaded(x).numpy(), model(x).numpy())
         assert not torch.equal(loaded(x), load_demo_model()(x))  # its own weights, not the demo's
-    with pytest.raises(ModelError, match="did you mean .demo-loc."):  # a typo names the close bundled model
+    with pytest.raises(ModelError, match="Did you mean: 'demo-loc'"):  # a typo names the close bundled model
         load_model("demo-lock")
 
 

@@ -27,7 +27,7 @@ from pathlib import Path
 from typing import Any
 
 from ..demo.registry import BUNDLED, describe_bundled, load_bundled
-from ..errors import InputError, ModelError
+from ..errors import InputError, ModelError, close_matches
 from ..inputs import PREPROCESSING, InputSpec, ModelInfo, preprocess
 from ._files import load_factory, load_keras_file, load_pickled_torch, load_weights, pretty
 from ._inputs import default_preprocessing, input_spec
@@ -120,12 +120,9 @@ def load_model(
         if weights is not None:
             load_weights(model, info.framework, weights)
     else:
-        import difflib
-
-        close = difflib.get_close_matches(spec, list(BUNDLED), n=3, cutoff=0.6)
-        hint = f"did you mean {' or '.join(repr(c) for c in close)}? " if close else ""
         raise ModelError(
-            f"cannot understand the model spec {spec!r}; {hint}bundled models: {', '.join(BUNDLED)}; {_SPEC_FORMS}."
+            f"cannot understand the model spec {spec!r};{close_matches(spec, BUNDLED, n=3)} bundled models: "
+            f"{', '.join(BUNDLED)}; {_SPEC_FORMS}."
         )
 
     if framework is not None and info.framework != framework:
