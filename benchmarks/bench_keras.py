@@ -7,7 +7,7 @@ sample, CPU. Grad-CAM at ``conv5_block3_out`` (the last conv stage) and saliency
 
 Every ratio is a ratio of medians measured in this one run, the implementations of a
 group interleaved in the same loop (a warm-up call each, then ``--repeats`` rounds, the
-order rotated every round). First-call latency (tracing included) is measured before
+order shuffled every round, seeded by the round). First-call latency (tracing included) is measured before
 any warm-up and reported separately.
 
     python benchmarks/bench_keras.py            # full run
@@ -23,6 +23,7 @@ import gc
 import importlib.util
 import os
 import platform
+import random
 import shlex
 import socket
 import statistics
@@ -128,7 +129,9 @@ def interleaved(fns: dict[str, Callable[[], Any]], repeats: int) -> dict[str, fl
     gc.collect()
     times: dict[str, list[float]] = {name: [] for name in names}
     for r in range(repeats):
-        for name in names[r % len(names):] + names[: r % len(names)]:
+        # a seeded shuffle per round, not a rotation: a rotation keeps each call's predecessor fixed
+        # (the first method always ran right after the floor), a bias the shuffle spreads evenly
+        for name in random.Random(r).sample(names, len(names)):
             times[name].append(timed(fns[name]))
     return {name: statistics.median(t) for name, t in times.items()}
 

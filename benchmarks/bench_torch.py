@@ -3,7 +3,7 @@
 
 Every number in the table is a ratio of medians measured in this one run, with the
 implementations of a group interleaved in the same loop (one warm-up call each, then
-``repeats`` rounds, the order rotated every round). See ``benchmarks/README.md``.
+``repeats`` rounds, the order shuffled every round, seeded by the round). See ``benchmarks/README.md``.
 
     python benchmarks/bench_torch.py            # full run (the lead's quiet machine)
     python benchmarks/bench_torch.py --quick    # tiny sizes, 1 repeat: checks the script
@@ -20,6 +20,7 @@ import importlib.util
 import json
 import os
 import platform
+import random
 import resource
 import shlex
 import socket
@@ -223,7 +224,7 @@ class Group:
         self.times = {name: [] for name in names}
         gc.collect()  # once, not before every call: see bench_keras.interleaved (a forced full collection cools the caches)
         for r in range(repeats):
-            order = names[r % len(names):] + names[: r % len(names)]
+            order = random.Random(r).sample(names, len(names))  # seeded shuffle: see bench_keras.interleaved
             for name in order:
                 t0 = CLOCK()
                 self.fns[name]()

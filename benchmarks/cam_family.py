@@ -206,8 +206,9 @@ def keras_cases(
     import gradsight as gs
 
     grad_model = keras.Model(model.input, [model.get_layer(layer).output, model.output])
-    idx = tf.constant(np.array(target, np.int64))
-    xt = tf.constant(x)
+    classes = np.array(target, np.int64)
+    # Every floor starts from the numpy batch and the class list, as gradsight's call does (and as
+    # bench_keras.floors does): converting them is part of each call on both sides.
 
     @tf.function
     def cam_floor(x: tf.Tensor, idx: tf.Tensor) -> tf.Tensor:
@@ -239,6 +240,7 @@ def keras_cases(
     alphas, weights = 0.5 * (nodes + 1), 0.5 * weights
 
     def ig_floor() -> np.ndarray:
+        xt, idx = tf.constant(x), tf.constant(classes)
         per = max(1, batch // n)
         total = tf.zeros_like(xt)
         for s0 in range(0, steps, per):
@@ -255,12 +257,16 @@ def keras_cases(
             lambda m=m: gs.explain(model, x, method=m, target=target, layer=layer)
         ) for m in ("gradcam",) + GRADIENT_CAMS
     }
-    cams["floor (Grad-CAM)"] = lambda: cam_floor(xt, idx).numpy()
+    def ixg_floor() -> np.ndarray:
+        xt = tf.constant(x)
+        return (xt * grad_floor(xt, tf.constant(classes))).numpy()
+
+    cams["floor (Grad-CAM)"] = lambda: cam_floor(tf.constant(x), tf.constant(classes)).numpy()
     cases: dict[str, dict[str, Callable[[], Any]]] = {"gradient CAMs": cams}
     cases["eigencam"] = {"eigencam": lambda: gs.eigencam(model, x, target=target, layer=layer),
-                         "floor": lambda: eigen_floor(xt).numpy()}
+                         "floor": lambda: eigen_floor(tf.constant(x)).numpy()}
     cases["input_x_gradient"] = {"input_x_gradient": lambda: gs.input_x_gradient(model, x, target=target),
-                                 "floor": lambda: (xt * grad_floor(xt, idx)).numpy()}
+                                 "floor": ixg_floor}
     cases["integrated_gradients"] = {
         "integrated_gradients": lambda: gs.integrated_gradients(model, x, target=target, steps=steps, batch_size=batch),
         "floor": ig_floor,
