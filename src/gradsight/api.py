@@ -118,6 +118,7 @@ def explain(
         result = spec.fn(run, model, xt, tgt, output=output, **options)
         _checks.after(spec.name, result)  # non-finite outputs, 1x1 Grad-CAM layer
         result = _several.split(run, model, result)  # several inputs: one attribution per input
+        layout = run.input_layout(model)  # in the session: answered from its one walk of the model
     return Explanation(
         method=spec.name,
         attributions=result.attributions,
@@ -126,7 +127,7 @@ def explain(
         scores=result.scores,
         outputs=result.outputs,
         layer=result.layer,
-        layout=bk.input_layout(model),
+        layout=layout,
         options={k: v for k, v in options.items() if k != "layer"},
         extras=result.extras,
     )

@@ -41,6 +41,12 @@ class Ops(ABC):
 
     @abstractmethod
     def numpy(self, t: Tensor) -> np.ndarray: ...
+
+    def view(self, t: Tensor) -> np.ndarray:
+        """``t`` as a numpy array to read, not to keep or write: shares the tensor's memory where the
+        framework allows (a host tensor), else a copy. For checks on large tensors (zero gradients)."""
+        return self.numpy(t)
+
     @abstractmethod
     def is_tensor(self, t: Any) -> bool: ...
     @abstractmethod

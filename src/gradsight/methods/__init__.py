@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import functools
 import inspect
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -36,22 +37,28 @@ class MethodSpec:
 
     @property
     def options(self) -> dict[str, Any]:
-        """Keyword options and their defaults."""
-        params = list(inspect.signature(self.fn).parameters.values())[4:]
-        return {p.name: p.default for p in params}
+        """Keyword options and their defaults (a copy: the caller may change it)."""
+        return dict(_options(self.fn))
 
     @property
     def uses_layer(self) -> bool:
-        return "layer" in self.options
+        return "layer" in _options(self.fn)
 
     def check_options(self, options: dict[str, Any]) -> None:
-        valid = self.options
+        valid = _options(self.fn)
         for key in options:
             if key not in valid:
                 raise UnknownOptionError(
                     f"method {self.name!r} takes no option {key!r}; its options are "
                     f"{', '.join(sorted(valid))}." + close_matches(key, valid)
                 )
+
+
+@functools.cache
+def _options(fn: Callable[..., MethodResult]) -> dict[str, Any]:
+    """A method function's keyword options and defaults: read from its signature once (every call
+    checks its options against them)."""
+    return {p.name: p.default for p in list(inspect.signature(fn).parameters.values())[4:]}
 
 
 METHODS: dict[str, MethodSpec] = {

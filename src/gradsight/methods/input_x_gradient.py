@@ -15,7 +15,7 @@ def input_x_gradient(bk: Backend, model: Any, x: Any, target: Target, *, output:
     g = bk.gradients(model, x, target, rule=None, wrt_input=True, output=output)
     targets, scores, outputs = finish(bk, g)
     multi = scores.ndim == 2
-    warn_zero(ops.numpy(g.input_grad), outputs, "input_x_gradient", k_axis=multi)
+    warn_zero(ops.view(g.input_grad), outputs, "input_x_gradient", k_axis=multi)
     shape = tuple(ops.shape(x))
     # the product on the framework's tensors, then one copy to the host (no heat map of the bare gradient)
     xs = ops.reshape(x, (shape[0], 1) + shape[1:]) if multi else x

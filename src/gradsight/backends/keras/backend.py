@@ -137,7 +137,7 @@ class KerasBackend(Backend):
 
     def _input_info(self, model: keras.Model) -> tuple[tuple[int | None, ...] | None, str | None, Any]:
         info: tuple[tuple[int | None, ...] | None, str | None, Any] = self._once(
-            "input_info", model, lambda: input_info(model)
+            "input_info", model, lambda: input_info(model, self._layers(model))  # the session's one walk
         )
         return info
 

@@ -72,8 +72,22 @@ def iter_layers(model: keras.Model) -> Iterator[tuple[str, keras.layers.Layer]]:
 
 
 def named_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
-    """:func:`iter_layers` as a list."""
-    return list(iter_layers(model))
+    """:func:`iter_layers` as a list (the same order), built without a generator per layer: every
+    call of a compiled model checks its layers against its traces' (:mod:`.structure`)."""
+    out: list[tuple[str, keras.layers.Layer]] = []
+    seen: set[int] = set()
+
+    def visit(parent: keras.layers.Layer, prefix: str) -> None:
+        for child in _children(parent):
+            if id(child) not in seen:
+                seen.add(id(child))
+                path = prefix + child.name
+                out.append((path, child))
+                if isinstance(child, keras.Model) or getattr(child, "_layers", True):  # else no sub-layers
+                    visit(child, path + "/")
+
+    visit(model, "")
+    return out
 
 
 def find_layer(

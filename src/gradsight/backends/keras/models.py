@@ -44,8 +44,12 @@ def load_model(
     return load_file(path, weights=weights, custom_objects=custom_objects, safe_mode=safe_mode)
 
 
-def input_info(model: keras.Model) -> tuple[tuple[int | None, ...] | None, str | None, Any]:
-    """``(input shape with batch axis or None, data_format of the first conv or None, input dtype)``."""
+def input_info(
+    model: keras.Model, layers: list[keras.layers.Layer] | None = None
+) -> tuple[tuple[int | None, ...] | None, str | None, Any]:
+    """``(input shape with batch axis or None, data_format of the first conv or None, input dtype)``.
+
+    ``layers``: the model's layers in :func:`~.capture.iter_layers` order, if at hand (else walked)."""
     shape = dtype = None
     inputs = getattr(model, "inputs", None)
     try:
@@ -54,7 +58,7 @@ def input_info(model: keras.Model) -> tuple[tuple[int | None, ...] | None, str |
     except (AttributeError, ValueError):  # subclassed models have no symbolic inputs
         pass
     fmt, channels = None, None
-    for _, layer in iter_layers(model):  # lazily: stops at the first convolution
+    for layer in (lay for _, lay in iter_layers(model)) if layers is None else layers:  # stops at the first conv
         if isinstance(layer, _CONVS) and getattr(layer, "kernel", None) is not None:
             fmt = layer.data_format  # 1-D and 3-D convolutions say the layout of signals and volumes
             channels = int(layer.kernel.shape[-2]) if isinstance(layer, keras.layers.Conv2D) else None

@@ -39,6 +39,14 @@ class KerasOps(Ops):
         a = t.numpy() if hasattr(t, "numpy") else np.asarray(t)
         return a.astype(np.float32) if np.issubdtype(a.dtype, np.floating) and a.dtype != np.float32 else a
 
+    def view(self, t: tf.Tensor) -> np.ndarray:
+        """A host float32 tensor's memory through ``__array__`` (``Tensor.numpy()`` copies it), read-only."""
+        if hasattr(t, "_numpy") and t.dtype == tf.float32 and "CPU" in t.device:  # an eager tensor on the host
+            a = np.asarray(t)
+            a.flags.writeable = False
+            return a
+        return self.numpy(t)
+
     def is_tensor(self, t: Any) -> bool:
         return bool(tf.is_tensor(t))
 
