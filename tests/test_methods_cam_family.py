@@ -4,6 +4,8 @@ with a reused ReLU module; SmoothGrad's aggregates and new bases; layer lists an
 
 from __future__ import annotations
 
+import warnings
+
 import numpy as np
 import pytest
 import torch
@@ -394,3 +396,36 @@ def test_groups_and_method_lists():
     assert method_names("cams,gradcam,input-x-gradient") == list(GROUPS["cams"]) + ["input_x_gradient"]
     with pytest.raises(gs.UnknownMethodError, match="layercam"):
         method_names("gradcam,layer_cam")
+
+
+# --- what the gradient pass makes besides the map (methods/_cam.py LayerWeigh) ---
+def _dead_for_sample_0():
+    """conv "0" (positive weights, no bias) -> ReLU -> mean -> Linear: sample 0 (all -1) leaves every
+    ReLU off, so the gradient at "0" is exactly zero for it and not for sample 1 (all +1)."""
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Conv2d(3, 4, 3, padding=1, bias=False), torch.nn.ReLU(),
+                              torch.nn.AdaptiveAvgPool2d(1), torch.nn.Flatten(), torch.nn.Linear(4, 3))
+    with torch.no_grad():
+        net[0].weight.abs_()
+    x = torch.cat([-torch.ones(1, 3, 8, 8), torch.ones(1, 3, 8, 8)])
+    return net.eval(), x
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus", "xgradcam", "layercam", "hirescam"])
+def test_zero_gradient_flags_from_the_pass(method, monkeypatch):
+    """The zero-gradient warning comes from flags the gradient pass computes (the layer gradient is
+    never read on the host: on a GPU, no transfer) and names exactly the dead samples (pairs with k targets)."""
+    from gradsight.backends.torch.ops import TorchOps
+
+    def not_on_the_host(*args, **kwargs):
+        raise AssertionError("a single-layer gradient CAM read the layer gradient on the host")
+
+    net, x = _dead_for_sample_0()
+    monkeypatch.setattr(TorchOps, "view", not_on_the_host)
+    with pytest.warns(gs.ZeroGradientWarning, match=r"sample\(s\) \[0\]\."):
+        gs.explain(net, x, method=method, target=[0, 0], layer="0")
+    with pytest.warns(gs.ZeroGradientWarning, match=r"\(sample, target\) \[\(0, 0\), \(0, 1\)\]\."):
+        gs.explain(net, x, method=method, target=TopK(2), layer="0")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gs.ZeroGradientWarning)
+        gs.explain(net, x[1:], method=method, target=TopK(2), layer="0")  # the live sample alone: no warning

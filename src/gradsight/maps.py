@@ -16,11 +16,14 @@ from .errors import InputError, close_matches
 _REDUCTIONS = ("absmax", "abssum", "sum", "l2")
 
 
-def _as_maps(maps: Any) -> tuple[np.ndarray, tuple[int, ...]]:
-    """``maps`` as a float64 (N, H, W) array, and its original shape (tensors accepted)."""
+def _as_maps(maps: Any, keep_float32: bool = False) -> tuple[np.ndarray, tuple[int, ...]]:
+    """``maps`` as a float64 (N, H, W) array, and its original shape (tensors accepted);
+    ``keep_float32``: a float32 array stays float32 (for callers whose float64 steps promote it)."""
     if hasattr(maps, "detach"):
         maps = maps.detach().cpu().numpy()
-    arr = np.asarray(maps, dtype=np.float64)
+    arr = np.asarray(maps)
+    if not (keep_float32 and arr.dtype == np.float32):
+        arr = arr.astype(np.float64, copy=False)
     if arr.ndim not in (2, 3):
         raise InputError(f"maps must have shape (N, H, W) or (H, W); got shape {arr.shape}.")
     return (arr[None] if arr.ndim == 2 else arr), arr.shape
@@ -49,21 +52,23 @@ def normalize(maps: Any, clip_percentile: float | None = None) -> np.ndarray:
     gives all zeros.
     """
     _check_percentile(clip_percentile)
-    arr, shape = _as_maps(maps)
+    # float64 arithmetic throughout; a float32 input is not copied to float64 first: its min and max
+    # are exact in either, and ``flat - lo`` promotes it (the same values and roundings, one pass fewer)
+    arr, shape = _as_maps(maps, keep_float32=clip_percentile is None)
     flat = arr.reshape(len(arr), -1)
     if clip_percentile is not None and flat.size:
         hi = np.percentile(flat, clip_percentile, axis=1, keepdims=True)
         flat = np.minimum(flat, hi)
     if flat.shape[1] == 0:
         return np.zeros(shape, np.float32)
-    lo = flat.min(axis=1, keepdims=True)
+    lo = flat.min(axis=1, keepdims=True).astype(np.float64)
     span = flat.max(axis=1, keepdims=True) - lo
-    out = flat - lo  # a new array: the same operations as np.divide(..., where=span > 0), fewer temporaries
+    out = flat - lo  # a new float64 array: the same operations as np.divide(..., where=span > 0), fewer temporaries
     positive = span > 0
     if positive.all():
         np.divide(out, span, out=out)
     else:
-        out = np.divide(out, span, out=np.zeros_like(flat), where=positive)
+        out = np.divide(out, span, out=np.zeros_like(out), where=positive)
     return np.clip(out, 0.0, 1.0, out=out).astype(np.float32).reshape(shape)
 
 

@@ -109,9 +109,11 @@ def test_the_cam_weighing_runs_in_the_gradient_pass(target) -> None:
             ref = run.resolve_layer(model, "act")
             g = run.gradients(model, x, as_target(target), layer=ref, wrt_input=False,
                               layer_map=weighing(run, None))
-            cam, multi = layer_cam(run, model, x, g, weighing(run, None))
-    assert g.layer_map is not None and cam is g.layer_map
+            cam, multi, made = layer_cam(run, model, x, g, weighing(run, None))
+    assert g.layer_map is not None and cam is g.layer_map["map"] and set(made) == {"zero"}
     assert multi == (not isinstance(target, list))
+    zero = run.ops.numpy(made["zero"])
+    assert zero.shape == tuple(cam.shape[:-2]) and not zero.any()
     if isinstance(target, list):
         _close(run.ops.numpy(cam), tape_gradcam(model, target))
     else:
@@ -128,3 +130,61 @@ def test_layer_weigh_is_a_cache_key() -> None:
     a, b = LayerWeigh(weigh, (), -1), LayerWeigh(weigh, (), -1)
     assert a == b and hash(a) == hash(b)
     assert a != LayerWeigh(weigh, (), 1)
+
+
+@pytest.mark.parametrize("method", ["gradcam", "gradcam_plus_plus", "xgradcam", "layercam", "hirescam"])
+def test_zero_gradient_flags_from_the_pass(method, monkeypatch) -> None:
+    """As the PyTorch test (test_methods_cam_family.py): the zero-gradient warning from the compiled
+    pass's flags, the layer gradient never read on the host, exactly the dead sample (pairs with k targets)."""
+    from gradsight.backends.keras.ops import KerasOps
+
+    def not_on_the_host(*args, **kwargs):
+        raise AssertionError("a single-layer gradient CAM read the layer gradient on the host")
+
+    keras.utils.set_random_seed(0)
+    dead = keras.Sequential([
+        keras.Input((8, 8, 3)), keras.layers.Conv2D(4, 3, padding="same", use_bias=False, name="c1"),
+        keras.layers.ReLU(), keras.layers.GlobalAveragePooling2D(), keras.layers.Dense(3),
+    ])
+    dead.get_layer("c1").kernel.assign(np.abs(dead.get_layer("c1").kernel.numpy()))
+    x = np.concatenate([-np.ones((1, 8, 8, 3)), np.ones((1, 8, 8, 3))]).astype(np.float32)
+    monkeypatch.setattr(KerasOps, "view", not_on_the_host)
+    with pytest.warns(gs.ZeroGradientWarning, match=r"sample\(s\) \[0\]\."):
+        gs.explain(dead, x, method=method, target=[0, 0], layer="c1")
+    with pytest.warns(gs.ZeroGradientWarning, match=r"\(sample, target\) \[\(0, 0\), \(0, 1\)\]\."):
+        gs.explain(dead, x, method=method, target=gs.targets.TopK(2), layer="c1")
+    with warnings.catch_warnings():
+        warnings.simplefilter("error", gs.ZeroGradientWarning)
+        gs.explain(dead, x[1:], method=method, target=gs.targets.TopK(2), layer="c1")  # the live sample alone
+
+
+def test_named_layers_is_the_walk_in_its_order() -> None:
+    """named_layers (the list every compiled call checks) is iter_layers' depth-first walk, path for path
+    and object for object: nested functional and Sequential models, a subclassed model, a custom layer
+    holding sub-layers, and a layer shared by two nested models (listed once, at its first path)."""
+    from keras_nets import SubclassedNet, rectifier_net, vgg_style
+
+    from gradsight.backends.keras.capture import iter_layers, named_layers
+
+    class Block(keras.layers.Layer):
+        def __init__(self, **kw):
+            super().__init__(**kw)
+            self.conv, self.act = keras.layers.Conv2D(4, 3, padding="same", name="conv"), keras.layers.ReLU(name="act")
+
+        def call(self, x):
+            return self.act(self.conv(x))
+
+    shared = keras.layers.Dense(4, name="shared")
+    inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="d"), shared], name="inner")
+    inp = keras.Input((8, 8, 3))
+    h = keras.layers.GlobalAveragePooling2D()(Block(name="block")(inp))
+    outer = keras.Model(inp, shared(inner(keras.layers.Dense(4, name="to4")(h))), name="outer")
+    models = [outer, rectifier_net(), vgg_style(), SubclassedNet()]
+    models[-1](np.zeros((1, 8, 8, 3), np.float32))
+    for model in models:
+        walked = list(iter_layers(model))
+        listed = named_layers(model)
+        assert [p for p, _ in listed] == [p for p, _ in walked] and len(listed) > 3
+        assert all(a is b for (_, a), (_, b) in zip(listed, walked))
+    paths = [p for p, _ in named_layers(outer)]
+    assert "block/conv" in paths and "inner/shared" in paths and paths.count("shared") == 0

@@ -95,7 +95,7 @@ class Request:
     wrt_input: bool = True
     output: int | str | tuple[int | str, ...] | None = None
     layer_rule: Rule | None = None
-    layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None  # hashable; see Gradients.layer_map
+    layer_map: Callable[[Ops, Tensor, Tensor], Any] | None = None  # hashable; see Gradients.layer_map
 
 
 @dataclass
@@ -124,7 +124,7 @@ class Gradients:
     activation: Tensor | None = None
     layer_grad: Tensor | None = None
     layer: str | None = None
-    layer_map: Tensor | None = None  # request.layer_map(ops, activation, layer_grad), in the compiled backward pass
+    layer_map: Any = None  # request.layer_map(ops, activation, layer_grad) (tensors, a dict of them), in the compiled pass
 
 
 @dataclass
@@ -285,7 +285,7 @@ class Backend(ABC):
         call: int = -1,
         wrt_input: bool = True,
         output: int | str | tuple[int | str, ...] | list[int | str] | None = None,
-        layer_rule: Rule | None = None, layer_map: Callable[[Ops, Tensor, Tensor], Tensor | None] | None = None,
+        layer_rule: Rule | None = None, layer_map: Callable[[Ops, Tensor, Tensor], Any] | None = None,
     ) -> Gradients:
         """One forward and one backward for the whole batch.
 

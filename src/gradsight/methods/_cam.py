@@ -41,8 +41,8 @@ from ._common import (
 from ._layout import cam_input, normalized
 from ._tokens import Tokens, to_grid
 
-__all__ = ["LayerMap", "LayerWeigh", "cam_layer", "gradient_cam", "grid_activation", "layer_tensors", "layer_cam",
-           "run_cam"]
+__all__ = ["LayerMap", "LayerWeigh", "cam_layer", "gradient_cam", "grid_activation", "layer_tensors",
+           "layer_cam", "run_cam", "warn_layer_zero"]
 
 Weigh = Callable[..., Any]  # weigh(ops, A, G, ch, spatial, *static)
 
@@ -62,12 +62,16 @@ class LayerWeigh:
     static: tuple[Any, ...] = ()
     channel_axis: int = 1
 
-    def __call__(self, ops: Any, A: Any, G: Any) -> Any:
+    def __call__(self, ops: Any, A: Any, G: Any) -> dict[str, Any] | None:
+        """``{"map": the CAM, "zero": per sample (and target) whether G is all zero}``: the zero-gradient
+        check made where the tensors are (no host copy of G; on a GPU, no transfer)."""
         rank = len(ops.shape(A))
         if rank < 3:
             return None  # no spatial axis: the method says why, from its own path
-        A, G, ch, spatial, _ = _with_k_axis(ops, A, G, self.channel_axis % rank)
-        return self.weigh(ops, A, G, ch, spatial, *self.static)
+        A, G, ch, spatial, multi = _with_k_axis(ops, A, G, self.channel_axis % rank)
+        cam = self.weigh(ops, A, G, ch, spatial, *self.static)
+        rest = tuple(range(2 if multi else 1, len(ops.shape(G))))
+        return {"map": cam, "zero": (ops.max(G, rest) == 0) & (ops.min(G, rest) == 0)}
 
 
 @dataclass
@@ -107,12 +111,13 @@ def _with_k_axis(ops: Any, A: Any, G: Any, ch: int) -> tuple[Any, Any, int, tupl
 
 def layer_cam(
     bk: Backend, model: Any, x: Any, g: Gradients, plan: LayerWeigh, tokens: Tokens | None = None
-) -> tuple[Any, bool]:
-    """``(map, multi)``: ``plan``'s weighing of the layer's tensors as :func:`layer_tensors` lays them out.
+) -> tuple[Any, bool, dict[str, Any]]:
+    """``(map, multi, made)``: ``plan``'s weighing of the layer's tensors as :func:`layer_tensors` lays them out.
 
     Where that layout is the layer's output as it came, channels on ``plan``'s axis, the map is
     the one the gradient pass already made (:attr:`Gradients.layer_map`, the same ops on the same
-    tensors); otherwise (token layers, channels-last grids) one fused call on the laid-out tensors.
+    tensors) and ``made`` what the pass made with it (``"zero"``: :class:`LayerWeigh`);
+    otherwise (token layers, channels-last grids) one fused call on the laid-out tensors, ``made`` empty.
     """
     A, G, ch = to_grid(bk, model, x, g.activation, g.layer_grad, g.layer, tokens)
     as_came = (
@@ -121,8 +126,17 @@ def layer_cam(
     )
     A, G, ch, spatial, multi = _with_k_axis(bk.ops, A, G, ch)
     if as_came:
-        return g.layer_map, multi
-    return bk.ops.fuse(plan.weigh, ch, spatial, *plan.static)(A, G), multi  # one compiled call (Keras)
+        made = dict(g.layer_map)
+        return made.pop("map"), multi, made
+    return bk.ops.fuse(plan.weigh, ch, spatial, *plan.static)(A, G), multi, {}  # one compiled call (Keras)
+
+
+def warn_layer_zero(bk: Backend, g: Gradients, made: dict[str, Any], outputs: Any, what: str, multi: bool) -> None:
+    """:func:`warn_zero` for the gradient at the layer: from the pass's flags where it made them."""
+    if "zero" in made:
+        warn_zero(None, outputs, what, k_axis=multi, zero=bk.ops.numpy(made["zero"]))
+    else:
+        warn_zero(bk.ops.view(g.layer_grad), outputs, what, k_axis=multi)
 
 
 def grid_activation(bk: Backend, model: Any, x: Any, A: Any, layer: str | None, tokens: Tokens | None) -> np.ndarray:
@@ -155,10 +169,10 @@ def gradient_cam(
             model, x, target, rule=RULES["guided"] if with_input else None, layer=ref, call=call,
             wrt_input=with_input, output=output, layer_rule=RULES["plain"] if with_input else None, layer_map=plan,
         )
-        cam_t, multi = layer_cam(bk, model, x, g, plan, tokens)
+        cam_t, multi, made = layer_cam(bk, model, x, g, plan, tokens)
         cam = bk.ops.numpy(cam_t).astype(np.float32)
         targets, scores, outputs = finish(bk, g)
-        warn_zero(bk.ops.numpy(g.layer_grad), outputs, f"{name} at {g.layer!r}", k_axis=multi)
+        warn_layer_zero(bk, g, made, outputs, f"{name} at {g.layer!r}", multi)
         gb = bk.ops.numpy(g.input_grad).astype(np.float32) if with_input else None
         return LayerMap(cam, targets, scores, outputs, g.layer, gb)
 

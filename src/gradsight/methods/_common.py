@@ -88,14 +88,22 @@ def input_heatmaps(bk: Backend, model: Any, attributions: np.ndarray, k_axis: bo
     return None
 
 
-def warn_zero(grad: np.ndarray, outputs: Any, what: str, k_axis: bool = False) -> None:
+def warn_zero(
+    grad: np.ndarray | None, outputs: Any, what: str, k_axis: bool = False, zero: np.ndarray | None = None
+) -> None:
     """Warn when a sample's gradient is exactly zero, naming the likely cause.
 
     With ``k_axis`` the gradient is (N, k, ...) and (sample, rank) pairs are reported.
+    ``zero``: the (N,) or (N, k) flags "all zero", where the gradient pass made them (``grad`` unread).
     """
-    k = grad.shape[1] if k_axis else 1
-    flat = grad.reshape(len(grad) * k, -1)
-    zero = np.flatnonzero(~np.any(flat != 0, axis=1))
+    if zero is None:
+        assert grad is not None
+        k = grad.shape[1] if k_axis else 1
+        flags = ~np.any(grad.reshape(len(grad) * k, -1) != 0, axis=1)
+    else:
+        k = zero.shape[1] if k_axis else 1
+        flags = np.asarray(zero, bool).reshape(-1)
+    zero = np.flatnonzero(flags)
     if zero.size == 0:
         return
     which = [(int(z // k), int(z % k)) for z in zero] if k_axis else zero.tolist()

@@ -10,8 +10,8 @@ from .. import maps
 from ..backends.base import Backend, Gradients
 from ..errors import UnknownOptionError
 from ..targets import Target
-from ._cam import LayerWeigh, cam_layer, gradient_cam, layer_cam
-from ._common import MethodResult, finish, map_size, per_target, warn_zero
+from ._cam import LayerWeigh, cam_layer, gradient_cam, layer_cam, warn_layer_zero
+from ._common import MethodResult, finish, map_size, per_target
 from ._layout import cam_input, normalized
 from ._tokens import Tokens
 
@@ -88,11 +88,10 @@ def cam_from(
     """
     ops = bk.ops
     # (N, k, ...) gradients (multi): one per target, one activation per sample
-    cam_t, multi = layer_cam(bk, model, x, g, weighing(bk, gate), tokens)
+    cam_t, multi, made = layer_cam(bk, model, x, g, weighing(bk, gate), tokens)
     cam = ops.numpy(cam_t).astype(np.float32)
     targets, scores, outputs = finish(bk, g)
-    # called by a method, one frame deeper than warn_zero expects: point at the same caller
-    warn_zero(ops.numpy(g.layer_grad), outputs, f"gradcam at {g.layer!r}", k_axis=multi)
+    warn_layer_zero(bk, g, made, outputs, f"gradcam at {g.layer!r}", multi)
     size = map_size(bk, model, tuple(ops.shape(x)))
     heat = per_target(lambda c: normalized(maps.resize(c, size) if size else c), cam, multi) if heatmaps else None
     return MethodResult(cam, heat, targets, scores, outputs, layer=g.layer)
