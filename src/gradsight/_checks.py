@@ -16,6 +16,7 @@ tensor, :func:`after` on the method's result. Each raises a typed error from
 
 from __future__ import annotations
 
+import itertools
 import sys
 from typing import Any
 
@@ -68,7 +69,10 @@ def _meta(v: Any) -> bool:
 def before(model: Any, x: Any, allow_empty: bool = False) -> None:
     """Checks on the raw input, before it is converted (``allow_empty``: a batch of 0 is fine, for predict)."""
     torch = sys.modules.get("torch")
-    if torch is not None and isinstance(model, torch.nn.Module):
+    # names only when one is on 'meta': the plain walk is half the named one, and runs on every call
+    if torch is not None and isinstance(model, torch.nn.Module) and any(
+        t.is_meta for t in itertools.chain(model.parameters(), model.buffers())
+    ):
         meta = [n for n, p in list(model.named_parameters()) + list(model.named_buffers()) if _meta(p)]
         if meta:
             raise ModelError(

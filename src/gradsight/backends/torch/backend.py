@@ -174,13 +174,14 @@ class TorchBackend(Backend):
         modes = [(m, m.training) for m in model.modules()]
         buffers = None if eval_mode else [(b, b.detach().clone()) for b in model.buffers()]
         try:
-            if eval_mode:
+            if eval_mode and any(training for _, training in modes):  # a model already in eval mode is left be
                 model.eval()
             with torch.inference_mode(False), torch.enable_grad(), softmax_session(model, logits):
                 yield TorchBackend(Settings(eval_mode, logits, tuple(forward_args), forward_kwargs))
         finally:
             for m, training in modes:
-                m.training = training
+                if m.training is not training:  # nn.Module.__setattr__ is slow: only the changed flags
+                    m.training = training
             if buffers is not None:
                 with torch.no_grad():
                     for b, saved in buffers:
