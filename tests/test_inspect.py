@@ -76,7 +76,7 @@ def _has_colour(pixels: np.ndarray, rgb, tol: int = 12) -> bool:
 def test_public_names_and_lazy_imports() -> None:
     assert sorted(gs.inspect.__all__) == sorted([
         "activations", "Activations", "embed", "plot_embedding", "filters", "kernel_mosaic", "hidden_units",
-        "unit_lines", "UnitLine", "weight_stats", "WeightStat", "format_weight_stats",
+        "unit_lines", "UnitLine", "weight_stats", "WeightStat", "format_weight_stats", "layer_calls", "LayerCall",
     ])
     for name in gs.inspect.__all__:
         assert getattr(gs.inspect, name).__doc__
@@ -85,6 +85,33 @@ def test_public_names_and_lazy_imports() -> None:
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, timeout=60)
     assert out.returncode == 0, out.stderr
     assert out.stdout.strip() == "[]"
+
+
+def test_layer_calls_mark_the_layer_gradcam_explains(model) -> None:
+    """``layer_calls`` (``gradsight layers`` and the viewer's list): the demo CNN's calls in order with the
+    shapes a forward hook sees, and the auto mark on the layer ``gs.gradcam(layer="auto")`` explains -- on
+    the ViT too, where a "last spatial 4-D output" rule (the viewer's until 2026-12-02) marks its stem."""
+    from gradsight.demo.vit import load_demo_vit
+
+    blank = np.zeros((1, 3, 64, 64), np.float32)
+    seen: list[tuple[str, tuple[int, ...]]] = []
+    hooks = [m.register_forward_hook(lambda mod, i, o, n=n: seen.append((n, tuple(o.shape))))
+             for n, m in model.named_modules() if n and not list(m.children())]
+    with torch.no_grad():
+        model.eval()(torch.from_numpy(blank))
+    for h in hooks:
+        h.remove()
+    calls, auto = gs.inspect.layer_calls(model, blank)
+    assert [(c.name, c.shape) for c in calls] == seen
+    assert auto is not None and calls[auto].name == gs.gradcam(model, blank, target=0).layer == "relu4"
+    assert calls[auto].spatial and not calls[auto].tokens
+    vit = load_demo_vit()
+    calls, auto = gs.inspect.layer_calls(vit, blank)
+    explained = gs.gradcam(vit, blank, target=0).layer
+    assert auto is not None and calls[auto].name == explained == "blocks.3.norm1"
+    assert all(c.name != explained for c in calls[auto + 1:])  # its last call
+    assert calls[auto].tokens and not calls[auto].spatial
+    assert [c.name for c in calls if c.spatial][-1] != explained  # what the old viewer rule marked
 
 
 # --------------------------------------------------------------------------- activations

@@ -3,10 +3,8 @@
 from __future__ import annotations
 
 import argparse
-import warnings
 from typing import Any
 
-from ..errors import GradsightError, GradsightWarning
 from ._common import load
 
 __all__ = ["add_parser", "run"]
@@ -22,39 +20,17 @@ def add_parser(subs: Any, parents: list[argparse.ArgumentParser]) -> None:
 
 
 def run(args: argparse.Namespace) -> None:
-    from .._locks import locked
-    from ..backends import backend_for
+    from ..inspect import layer_calls
     from ._inputs import plan_inputs
 
     model, info = load(args)
     blank = plan_inputs(model, info, args.size, None, for_explain=False).blank()  # the model's channels and rank
-    shape = blank.shape
-    bk = backend_for(model)
-    with warnings.catch_warnings():
-        warnings.simplefilter("ignore", GradsightWarning)  # explanation warnings (softmax) are not for `layers`
-        with locked(model), bk.session(model, eval_mode=True):  # a train-mode BatchNorm would learn from the blank input
-            x = bk.prepare_input(model, blank)
-            rows = bk.layers(model, x)
-            try:
-                _, auto_name = bk.activations(model, x, "auto")
-            except GradsightError:
-                auto_name = None
-    ch = bk.activation_channel_axis() % 4
-    spatial = [a for a in (1, 2, 3) if a != ch]
-
-    def is_spatial(s: Any) -> bool:
-        return s is not None and len(s) == 4 and s[spatial[0]] * s[spatial[1]] > 1
-
-    def is_tokens(s: Any) -> bool:  # (N, T, C) of an image model: a transformer's patch tokens
-        return s is not None and len(s) == 3 and len(shape) == 4
-
-    auto = max((k for k, r in enumerate(rows) if r[0] == auto_name and (is_spatial(r[2]) or is_tokens(r[2]))),
-               default=None)
+    calls, auto = layer_calls(model, blank)
     table = [("layer", "type", "output shape")] + [
-        (name, kind, "-" if s is None else str(tuple(s))) for name, kind, s in rows
+        (c.name, c.kind, "-" if c.shape is None else str(c.shape)) for c in calls
     ]
     widths = [max(len(r[c]) for r in table) for c in range(3)]
-    print(f"{info.description}: input {shape}, {len(rows)} layer calls")
+    print(f"{info.description}: input {blank.shape}, {len(calls)} layer calls")
     for k, r in enumerate(table):
         line = "  ".join(v.ljust(w) for v, w in zip(r, widths)).rstrip()
         if k - 1 == auto:

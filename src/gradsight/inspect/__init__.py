@@ -8,6 +8,7 @@ its activations over a data set (t-SNE / PCA embeddings).
 >>> gs.inspect.filters(model).save("conv1.png")           # first conv layer's kernels
 >>> gs.inspect.hidden_units(mlp, points, labels)          # Linear(2, h) - ReLU - Linear(h, k)
 >>> gs.inspect.weight_stats(model)                        # rows: shape, mean, std, norm, near zero
+>>> calls, auto = gs.inspect.layer_calls(model, blank)    # every layer call, its output shape, the auto layer
 
 Works on ``torch.nn.Module`` and ``keras.Model`` alike; activations go through the same
 capture seam as Grad-CAM. Importing this module imports neither framework nor
@@ -19,6 +20,7 @@ from __future__ import annotations
 from ._activations import Activations, activations
 from ._embed import embed, plot_embedding
 from ._filters import WeightStat, filters, format_weight_stats, kernel_mosaic, weight_stats
+from ._layers import LayerCall, layer_calls
 from ._units import UnitLine, hidden_units, unit_lines
 
 __all__ = [
@@ -34,4 +36,6 @@ __all__ = [
     "weight_stats",
     "WeightStat",
     "format_weight_stats",
+    "layer_calls",
+    "LayerCall",
 ]

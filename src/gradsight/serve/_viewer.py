@@ -35,31 +35,14 @@ def softmax(logits: np.ndarray) -> np.ndarray:
 
 
 def layer_table(model: Any, layout: str, size: int) -> tuple[list[dict[str, Any]], int | None]:
-    """Every layer call of ``model`` with its output shape, and the index of the automatic Grad-CAM layer.
-
-    The same listing as ``gradsight layers``: one forward pass on a blank (1, size, size) image
-    through the Backend protocol's ``layers``; the automatic layer is the last with a 4-D
-    output that has more than one spatial position.
-    """
-    from .._locks import locked
-    from ..backends import backend_for
+    """Every layer call of ``model`` with its output shape, and the index of the automatic layer:
+    :func:`gradsight.inspect.layer_calls` (as ``gradsight layers``) on a blank (1, size, size) image."""
+    from ..inspect import layer_calls
 
     shape = (1, 3, size, size) if layout == "NCHW" else (1, size, size, 3)
-    bk = backend_for(model)
-    # the lock: requests explaining this model may be running in other threads
-    with locked(model), bk.session(model, eval_mode=True) as run:  # a train-mode BatchNorm would learn from the blank input
-        rows = run.layers(model, run.prepare_input(model, np.zeros(shape, np.float32)))
-    ch = bk.activation_channel_axis() % 4
-    spatial = [a for a in (1, 2, 3) if a != ch]
-
-    def is_spatial(s: Any) -> bool:
-        return s is not None and len(s) == 4 and s[spatial[0]] * s[spatial[1]] > 1
-
-    table = [
-        {"name": name, "type": kind, "shape": None if s is None else [int(v) for v in s], "spatial": is_spatial(s)}
-        for name, kind, s in rows
-    ]
-    auto = max((k for k, r in enumerate(table) if r["spatial"]), default=None)
+    calls, auto = layer_calls(model, np.zeros(shape, np.float32))
+    table = [{"name": c.name, "type": c.kind, "shape": None if c.shape is None else list(c.shape), "spatial": c.spatial}
+             for c in calls]
     return table, auto
 
 
