@@ -142,6 +142,7 @@ def integrated_gradients(
     base_np = baseline_array(bk, model, x, baseline, seed)
     base = ops.from_numpy(base_np, x)
     diff = x - base
+    zero_base = not base_np.any()  # the path is alpha * x: no tiled baseline to add (same values)
 
     per_chunk = max(1, batch_size // n)  # steps of the whole batch per pass
     img_step = min(n, batch_size)
@@ -154,7 +155,9 @@ def integrated_gradients(
             whole = (n0, n1) == (0, n)
             b, d = (base, diff) if whole else (base[n0:n1], diff[n0:n1])
             col = np.repeat(alphas[s0 : s0 + k], m).astype(np.float32).reshape((k * m,) + (1,) * (len(shape) - 1))
-            rows = ops.tile_batch(b, k) + ops.from_numpy(col, x) * ops.tile_batch(d, k)
+            rows = ops.from_numpy(col, x) * ops.tile_batch(d, k)
+            if not zero_base:
+                rows = ops.tile_batch(b, k) + rows
             g = bk.gradients(model, rows, target.rows(n0, n1).repeat(k), wrt_input=True, output=output)
             gshape = tuple(ops.shape(g.input_grad))  # (rows, [k targets,] *input)
             wcol = weights[s0 : s0 + k].astype(np.float32).reshape((k,) + (1,) * len(gshape))
