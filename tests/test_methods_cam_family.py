@@ -306,6 +306,10 @@ def test_integrated_gradients_baselines_and_delta(net, x):
         idx = torch.arange(3), torch.tensor(TARGETS)
         gap = (net(x)[idx] - net(torch.from_numpy(b))[idx]).numpy()
     np.testing.assert_allclose(exp.extras["delta"], exp.attributions.reshape(3, -1).sum(1) - gap, rtol=1e-4, atol=1e-5)
+    # batch_size=5 < 2N: y(x) and y(x') from two forwards instead of one of 2N rows; the same scores and delta
+    np.testing.assert_allclose(again.extras["delta"], again.attributions.reshape(3, -1).sum(1) - gap, rtol=1e-4,
+                               atol=1e-5)
+    assert_rel(again.scores, exp.scores, 1e-6)
     blur = gs.integrated_gradients(net, x, target=TARGETS, steps=4, baseline="blur")
     arr = gs.integrated_gradients(net, x, target=TARGETS, steps=4, baseline=x.numpy() * 0)
     assert_rel(arr.attributions, gs.integrated_gradients(net, x, target=TARGETS, steps=4).attributions, 1e-6)
