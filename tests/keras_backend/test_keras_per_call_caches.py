@@ -159,10 +159,11 @@ def test_zero_gradient_flags_from_the_pass(method, monkeypatch) -> None:
 
 
 def test_named_layers_is_the_walk_in_its_order() -> None:
-    """named_layers (the list every compiled call checks) is iter_layers' depth-first walk, path for path
-    and object for object: nested functional and Sequential models, a subclassed model, a custom layer
-    holding sub-layers, and a layer shared by two nested models (listed once, at its first path)."""
-    from keras_nets import SubclassedNet, rectifier_net, vgg_style
+    """named_layers (the list every compiled call checks, and what iter_layers iterates) walks depth first,
+    path for path and object for object, against listings written out here: a nested functional model with
+    a Sequential inside, a custom layer holding sub-layers, a layer shared by two nested models (listed once,
+    at its first path); a flat functional model (Keras' own layer list); a subclassed model."""
+    from keras_nets import SubclassedNet, vgg_style
 
     from gradsight.backends.keras.capture import iter_layers, named_layers
 
@@ -177,14 +178,22 @@ def test_named_layers_is_the_walk_in_its_order() -> None:
     shared = keras.layers.Dense(4, name="shared")
     inner = keras.Sequential([keras.Input((4,)), keras.layers.Dense(4, name="d"), shared], name="inner")
     inp = keras.Input((8, 8, 3))
-    h = keras.layers.GlobalAveragePooling2D()(Block(name="block")(inp))
-    outer = keras.Model(inp, shared(inner(keras.layers.Dense(4, name="to4")(h))), name="outer")
-    models = [outer, rectifier_net(), vgg_style(), SubclassedNet()]
-    models[-1](np.zeros((1, 8, 8, 3), np.float32))
-    for model in models:
-        walked = list(iter_layers(model))
+    block = Block(name="block")
+    h = keras.layers.GlobalAveragePooling2D(name="gap")(block(inp))
+    to4 = keras.layers.Dense(4, name="to4")
+    outer = keras.Model(inp, shared(inner(to4(h))), name="outer")
+    expected = [("block", block), ("block/conv", block.conv), ("block/act", block.act), ("gap", outer.get_layer("gap")),
+                ("to4", to4), ("inner", inner), ("inner/d", inner.get_layer("d")), ("inner/shared", shared)]
+    flat = vgg_style()
+    sub = SubclassedNet()
+    sub(np.zeros((1, 8, 8, 3), np.float32))
+    cases = [
+        (outer, expected),
+        (flat, [(lay.name, lay) for lay in flat.layers if not isinstance(lay, keras.layers.InputLayer)]),
+        (sub, [(n, getattr(sub, n)) for n in ("conv1", "conv2", "pool", "fc")]),
+    ]
+    for model, want in cases:
         listed = named_layers(model)
-        assert [p for p, _ in listed] == [p for p, _ in walked] and len(listed) > 3
-        assert all(a is b for (_, a), (_, b) in zip(listed, walked))
-    paths = [p for p, _ in named_layers(outer)]
-    assert "block/conv" in paths and "inner/shared" in paths and paths.count("shared") == 0
+        assert [p for p, _ in listed] == [p for p, _ in want] and len(listed) > 3
+        assert all(a is b for (_, a), (_, b) in zip(listed, want))
+        assert list(iter_layers(model)) == listed

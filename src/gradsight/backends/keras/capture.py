@@ -49,31 +49,16 @@ each other's patches in order. Compiled (traced) calls run no Python and never t
 def _children(layer: keras.layers.Layer) -> list[keras.layers.Layer]:
     if isinstance(layer, keras.Model):
         kids = list(layer.layers)
-    elif not getattr(layer, "_layers", True):
-        return []  # no tracked sub-layers (most layers): what _flatten_layers would give, without its walk
     else:
         flatten = getattr(layer, "_flatten_layers", None)  # sub-layers of custom layers
         kids = list(flatten(include_self=False, recursive=False)) if flatten else []
     return [k for k in kids if not isinstance(k, keras.layers.InputLayer)]
 
 
-def iter_layers(model: keras.Model) -> Iterator[tuple[str, keras.layers.Layer]]:
-    """``(path, layer)`` for every layer below ``model``, depth first, lazily; paths join names with ``/``."""
-    seen: set[int] = set()  # a layer shared by two nested models is listed once
-
-    def walk(parent: keras.layers.Layer, prefix: str) -> Iterator[tuple[str, keras.layers.Layer]]:
-        for child in _children(parent):
-            if id(child) not in seen:
-                seen.add(id(child))
-                yield f"{prefix}{child.name}", child
-                yield from walk(child, f"{prefix}{child.name}/")
-
-    return walk(model, "")
-
-
 def named_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
-    """:func:`iter_layers` as a list (the same order), built without a generator per layer: every
-    call of a compiled model checks its layers against its traces' (:mod:`.structure`)."""
+    """``(path, layer)`` for every layer below ``model``, depth first; paths join names with ``/``; a layer
+    shared by two nested models is listed once, at its first path. Built without a generator per layer:
+    every call of a compiled model checks its layers against its traces' (:mod:`.structure`)."""
     out: list[tuple[str, keras.layers.Layer]] = []
     seen: set[int] = set()
 
@@ -83,11 +68,17 @@ def named_layers(model: keras.Model) -> list[tuple[str, keras.layers.Layer]]:
                 seen.add(id(child))
                 path = prefix + child.name
                 out.append((path, child))
-                if isinstance(child, keras.Model) or getattr(child, "_layers", True):  # else no sub-layers
+                # most layers track no sub-layers: _flatten_layers would find none, skip its walk
+                if isinstance(child, keras.Model) or getattr(child, "_layers", True):
                     visit(child, path + "/")
 
     visit(model, "")
     return out
+
+
+def iter_layers(model: keras.Model) -> Iterator[tuple[str, keras.layers.Layer]]:
+    """:func:`named_layers`, iterated (one walk of the model, whichever form the caller wants)."""
+    return iter(named_layers(model))
 
 
 def find_layer(
